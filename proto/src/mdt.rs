@@ -861,7 +861,10 @@ impl ReintRec {
             reint::SETXATTR => ReintRec::Setxattr(MdtRecSetxattr::read(buf)?),
             reint::RESYNC => ReintRec::Resync(MdtRecResync::read(buf)?),
             other => {
-                return Err(WireError::BadValue { what: "mdt_rec_reint opcode", got: other.into() });
+                return Err(WireError::BadValue {
+                    what: "mdt_rec_reint opcode",
+                    got: other.into(),
+                });
             }
         })
     }
