@@ -432,9 +432,288 @@ pub struct LmvDesc {
 }
 wire_plain!(LovDesc => "lov_desc", LmvDesc => "lmv_desc");
 
+/// One target as a configuration log names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CfgTarget {
+    /// Service name, `fsname-MDT0000` or `fsname-OST0001`.
+    pub svname: String,
+    /// Target index.
+    pub index: u32,
+    /// NIDs the target is reachable at (the first is the primary).
+    pub nids: Vec<Nid>,
+}
+
+impl CfgTarget {
+    /// The target's UUID (`svname_UUID`).
+    #[must_use]
+    pub fn uuid(&self) -> String {
+        format!("{}_UUID", self.svname)
+    }
+}
+
+fn cstring(s: &str) -> Vec<u8> {
+    s.bytes().chain([0]).collect()
+}
+
+impl LustreCfg {
+    /// A record with raw buffers; an empty buffer 0 means "no device name".
+    #[must_use]
+    pub fn with_bufs(command: u32, bufs: Vec<Vec<u8>>) -> LustreCfg {
+        LustreCfg { command, num: 0, flags: 0, nid: Nid(0), bufs }
+    }
+    /// `marker`: buffer 0 empty, buffer 1 the `cfg_marker`.
+    #[must_use]
+    pub fn marker(m: &CfgMarker) -> LustreCfg {
+        Self::with_bufs(cmd::MARKER, vec![Vec::new(), m.to_vec()])
+    }
+    /// `attach DEV TYPE UUID`.
+    #[must_use]
+    pub fn attach(dev: &str, ty: &str, uuid: &str) -> LustreCfg {
+        Self::new(cmd::ATTACH, &[dev, ty, uuid])
+    }
+    /// `setup DEV ARGS...`.
+    #[must_use]
+    pub fn setup(dev: &str, args: &[&str]) -> LustreCfg {
+        let mut bufs = vec![cstring(dev)];
+        bufs.extend(args.iter().map(|a| cstring(a)));
+        Self::with_bufs(cmd::SETUP, bufs)
+    }
+    /// `setup DEV DESC` for a lov or lmv, with the binary descriptor in buffer 1.
+    #[must_use]
+    pub fn setup_desc(dev: &str, desc: &[u8]) -> LustreCfg {
+        Self::with_bufs(cmd::SETUP, vec![cstring(dev), desc.to_vec()])
+    }
+    /// `add_uuid UUID` with the NID in `lcfg_nid` (no device name).
+    #[must_use]
+    pub fn add_uuid(uuid: &str, nid: Nid) -> LustreCfg {
+        let mut c = Self::with_bufs(cmd::ADD_UUID, vec![Vec::new(), cstring(uuid)]);
+        c.nid = nid;
+        c
+    }
+    /// `mount_option PROFILE LOV LMV` (no device name).
+    #[must_use]
+    pub fn mount_opt(profile: &str, lov: &str, lmv: &str) -> LustreCfg {
+        Self::with_bufs(
+            cmd::MOUNTOPT,
+            vec![Vec::new(), cstring(profile), cstring(lov), cstring(lmv)],
+        )
+    }
+    /// `add_mdc LMV MDT_UUID INDEX GEN MDC_UUID`.
+    #[must_use]
+    pub fn add_mdc(lmv: &str, mdt_uuid: &str, index: u32, gen_: u32, mdc_uuid: &str) -> LustreCfg {
+        Self::new(cmd::ADD_MDC, &[lmv, mdt_uuid, &index.to_string(), &gen_.to_string(), mdc_uuid])
+    }
+    /// `lov_modify_tgts add LOV OST_UUID INDEX GEN`.
+    #[must_use]
+    pub fn lov_add_obd(lov: &str, ost_uuid: &str, index: u32, gen_: u32) -> LustreCfg {
+        Self::new(cmd::LOV_ADD_OBD, &[lov, ost_uuid, &index.to_string(), &gen_.to_string()])
+    }
+}
+
+/// What a client configuration log (`fsname-client`) describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLogSpec {
+    /// File system name (1-8 characters).
+    pub fsname: String,
+    /// Default stripe size for the lov descriptor.
+    pub stripe_size: u64,
+    /// Default stripe count.
+    pub stripe_count: u32,
+    /// MDTs.
+    pub mdts: Vec<CfgTarget>,
+    /// OSTs.
+    pub osts: Vec<CfgTarget>,
+    /// Lustre version the MGS claims in markers.
+    pub version: u32,
+    /// Creation time written in markers and the log header.
+    pub time: i64,
+}
+
+impl ClientLogSpec {
+    /// The name of the client lov device.
+    #[must_use]
+    pub fn lov_name(&self) -> String {
+        format!("{}-clilov", self.fsname)
+    }
+    /// The name of the client lmv device.
+    #[must_use]
+    pub fn lmv_name(&self) -> String {
+        format!("{}-clilmv", self.fsname)
+    }
+
+    /// The records of the log in order, each step wrapped in markers the way the MGS writes
+    /// them: lov setup, lmv setup, mount options, then one "add mdc" per MDT and one "add osc"
+    /// per OST.
+    pub fn records(&self) -> Result<Vec<LustreCfg>> {
+        let mut out = Vec::new();
+        let mut step = 0u32;
+        let mut section = |out: &mut Vec<LustreCfg>,
+                           tgt: &str,
+                           comment: &str,
+                           body: Vec<LustreCfg>|
+         -> Result<()> {
+            step += 1;
+            out.push(LustreCfg::marker(&CfgMarker::new(
+                step,
+                cm_flags::START,
+                self.version,
+                self.time,
+                tgt,
+                comment,
+            )?));
+            out.extend(body);
+            out.push(LustreCfg::marker(&CfgMarker::new(
+                step,
+                cm_flags::END,
+                self.version,
+                self.time,
+                tgt,
+                comment,
+            )?));
+            Ok(())
+        };
+        let (lov, lmv) = (self.lov_name(), self.lmv_name());
+        let lov_desc = LovDesc {
+            ld_tgt_count: 0.into(),
+            ld_active_tgt_count: LOV_DESC_MAGIC.into(),
+            ld_default_stripe_count: self.stripe_count.into(),
+            ld_pattern: crate::lov::pattern::RAID0.into(),
+            ld_default_stripe_size: self.stripe_size.into(),
+            ld_default_stripe_offset: (-1).into(),
+            ld_padding_0: 0.into(),
+            ld_qos_maxage: 5.into(),
+            ld_padding_1: 0.into(),
+            ld_padding_2: 0.into(),
+            ld_uuid: crate::wire::cstr_array("ld_uuid", &format!("{lov}_UUID"))?,
+        };
+        section(
+            &mut out,
+            &lov,
+            "lov setup",
+            vec![
+                LustreCfg::attach(&lov, "lov", &format!("{lov}_UUID")),
+                LustreCfg::setup_desc(&lov, &lov_desc.to_vec()),
+            ],
+        )?;
+        let lmv_desc = LmvDesc {
+            ld_tgt_count: 0.into(),
+            ld_active_tgt_count: 0.into(),
+            ld_default_stripe_count: 0.into(),
+            ld_pattern: 0.into(),
+            ld_default_hash_size: 0.into(),
+            ld_padding_1: 0.into(),
+            ld_padding_2: 0.into(),
+            ld_qos_maxage: 0.into(),
+            ld_padding_3: 0.into(),
+            ld_padding_4: 0.into(),
+            ld_uuid: crate::wire::cstr_array("ld_uuid", &format!("{lmv}_UUID"))?,
+        };
+        section(
+            &mut out,
+            &lmv,
+            "lmv setup",
+            vec![
+                LustreCfg::attach(&lmv, "lmv", &format!("{lmv}_UUID")),
+                LustreCfg::setup_desc(&lmv, &lmv_desc.to_vec()),
+            ],
+        )?;
+        let profile = format!("{}-client", self.fsname);
+        section(
+            &mut out,
+            &profile,
+            "mount opts",
+            vec![LustreCfg::mount_opt(&profile, &lov, &lmv)],
+        )?;
+        for t in &self.mdts {
+            let primary = t.nids.first().ok_or(WireError::Inconsistent {
+                what: "client log",
+                detail: "MDT without a NID",
+            })?;
+            let node = primary.to_string();
+            let mdc = format!("{}-mdc", t.svname);
+            let mut body: Vec<LustreCfg> =
+                t.nids.iter().map(|&n| LustreCfg::add_uuid(&node, n)).collect();
+            body.push(LustreCfg::attach(&mdc, "mdc", &format!("{lmv}_UUID")));
+            body.push(LustreCfg::setup(&mdc, &[&t.uuid(), &node]));
+            body.push(LustreCfg::add_mdc(&lmv, &t.uuid(), t.index, 1, &format!("{mdc}_UUID")));
+            section(&mut out, &t.svname, "add mdc", body)?;
+        }
+        for t in &self.osts {
+            let primary = t.nids.first().ok_or(WireError::Inconsistent {
+                what: "client log",
+                detail: "OST without a NID",
+            })?;
+            let node = primary.to_string();
+            let osc = format!("{}-osc", t.svname);
+            let mut body: Vec<LustreCfg> =
+                t.nids.iter().map(|&n| LustreCfg::add_uuid(&node, n)).collect();
+            body.push(LustreCfg::attach(&osc, "osc", &format!("{lov}_UUID")));
+            body.push(LustreCfg::setup(&osc, &[&t.uuid(), &node]));
+            body.push(LustreCfg::lov_add_obd(&lov, &t.uuid(), t.index, 1));
+            section(&mut out, &t.svname, "add osc", body)?;
+        }
+        Ok(out)
+    }
+
+    /// The whole log as an llog.
+    pub fn to_log(&self) -> Result<crate::llog::PlainLog> {
+        let mut log = crate::llog::PlainLog::new("MGS", u64::try_from(self.time).unwrap_or(0))?;
+        for r in self.records()? {
+            log.append(crate::llog::rec_type::OBD_CFG, &r.to_vec()?)?;
+        }
+        Ok(log)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_log_has_every_section() {
+        let spec = ClientLogSpec {
+            fsname: "rustre".into(),
+            stripe_size: 1 << 20,
+            stripe_count: 1,
+            mdts: vec![CfgTarget {
+                svname: "rustre-MDT0000".into(),
+                index: 0,
+                nids: vec!["127.0.0.2@tcp".parse().unwrap()],
+            }],
+            osts: vec![
+                CfgTarget {
+                    svname: "rustre-OST0000".into(),
+                    index: 0,
+                    nids: vec!["127.0.0.2@tcp".parse().unwrap()],
+                },
+                CfgTarget {
+                    svname: "rustre-OST0001".into(),
+                    index: 1,
+                    nids: vec!["127.0.0.3@tcp".parse().unwrap()],
+                },
+            ],
+            version: ObdConnectDataVersion::V2_15_8,
+            time: 1_700_000_000,
+        };
+        let recs = spec.records().unwrap();
+        let cmds: Vec<u32> = recs.iter().map(|r| r.command).collect();
+        assert_eq!(cmds.iter().filter(|&&c| c == cmd::MARKER).count(), 2 * 6);
+        assert_eq!(cmds.iter().filter(|&&c| c == cmd::LOV_ADD_OBD).count(), 2);
+        assert_eq!(recs[1], LustreCfg::attach("rustre-clilov", "lov", "rustre-clilov_UUID"));
+        let log = spec.to_log().unwrap();
+        let (chunk, last, _) = log.chunk_at(8192).unwrap();
+        assert_eq!(last, log.last_index);
+        let decoded: Vec<LustreCfg> = crate::llog::LlogRecIter::new(&chunk)
+            .map(|r| LustreCfg::decode(r.unwrap().body).unwrap())
+            .collect();
+        assert_eq!(decoded, recs);
+    }
+
+    /// Lustre version words used in tests.
+    struct ObdConnectDataVersion;
+    impl ObdConnectDataVersion {
+        const V2_15_8: u32 = (2 << 24) | (15 << 16) | (8 << 8);
+    }
 
     #[test]
     fn cfg_round_trip_and_layout() {

@@ -31,9 +31,11 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::panic))]
 
 pub mod body;
+pub mod build;
 pub mod cfg;
 pub mod cksum;
 pub mod connect;
+pub mod decoders;
 pub mod dir;
 pub mod error;
 pub mod fid;

@@ -5,9 +5,11 @@
 //! [`Wire::decode`] checks the length and then the structure's own invariants ([`Wire::check`]).
 
 use crate::error::{Result, WireError};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::{Immutable, KnownLayout, Unaligned};
 
 pub use zerocopy::little_endian::{I32, I64, U16, U32, U64};
+/// The zerocopy traits wire types implement, re-exported so users need not name zerocopy.
+pub use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// A fixed-size Lustre wire structure.
 pub trait Wire: FromBytes + IntoBytes + KnownLayout + Immutable + Unaligned + Copy {

@@ -3,7 +3,7 @@
 proto/src/rmf_table.rs: for every RQF_* format, the ordered RMF_* fields of the request and
 the reply, and for every RMF_* field its name, flags and fixed size (or variable).
 
-Usage: gen_rmf.py PATH/TO/lustre/ptlrpc/layout.c > proto/src/rmf_table.rs
+Usage: gen_rmf.py PATH/TO/lustre/ptlrpc/layout.c > proto/src/rmf_table.rs && cargo fmt
 
 Only facts (names, sizes, orders) are taken; sizes that layout.c writes as sizeof(struct x)
 are resolved from SIZES below, which the compile-time layout asserts in wire_asserts.rs and

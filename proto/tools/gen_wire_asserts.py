@@ -2,7 +2,7 @@
 """Generates proto/src/wire_asserts.rs: compile-time checks that our wire types have the size,
 field offsets and field sizes that lustre-release's lustre/ptlrpc/wiretest.c asserts.
 
-Usage: gen_wire_asserts.py PATH/TO/lustre/ptlrpc/wiretest.c > proto/src/wire_asserts.rs
+Usage: gen_wire_asserts.py PATH/TO/lustre/ptlrpc/wiretest.c > proto/src/wire_asserts.rs && cargo fmt
 
 Our structs use Lustre's field names, so each fact maps one to one; MAP lists which Rust type
 stands for which C struct, and SKIP the C members we model differently (flexible arrays,
