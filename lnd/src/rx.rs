@@ -299,11 +299,6 @@ async fn read_one(
             }
         }
     }
-    let zc = ksm.ksh_zc_cookies[0].get();
-    if zc != 0 && !v1 {
-        Core::bump(&core.stats.zc_req_rx);
-        core.queue_zc_ack(ctx.peer, zc);
-    }
     match ok_plan {
         None => {}
         Some(Err(shard)) => {
@@ -318,6 +313,12 @@ async fn read_one(
             );
         }
         Some(Ok((md, mlength, after))) => finish_md(core, md, mlength, after, Ok(())),
+    }
+    // After the ACK (if any) is queued, so that it can carry the ZC-ACK.
+    let zc = ksm.ksh_zc_cookies[0].get();
+    if zc != 0 && !v1 {
+        Core::bump(&core.stats.zc_req_rx);
+        core.queue_zc_ack(ctx.peer, zc);
     }
     set_busy(core, cid, false);
     Ok(())
