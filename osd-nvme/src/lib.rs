@@ -41,6 +41,7 @@ pub mod error;
 pub mod fsck;
 pub mod mem;
 mod seg;
+pub mod sim;
 mod store;
 pub mod types;
 mod util;

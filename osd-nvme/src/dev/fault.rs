@@ -51,7 +51,7 @@ struct State {
     writes: u64,
     reads: u64,
     flushes: u64,
-    cut_at_write: Option<u64>,
+    cut_at: Option<u64>,
     dead: bool,
     fail_write: Option<u64>,
     fail_read: Option<u64>,
@@ -78,7 +78,7 @@ impl FaultDev {
                 writes: 0,
                 reads: 0,
                 flushes: 0,
-                cut_at_write: None,
+                cut_at: None,
                 dead: false,
                 fail_write: None,
                 fail_read: None,
@@ -87,11 +87,11 @@ impl FaultDev {
         }
     }
 
-    /// Cuts power when the `n`th write from now (0-based) is submitted: it and every later I/O
-    /// fail.
-    pub fn cut_power_at_write(&self, n: u64) {
+    /// Cuts power when the `n`th write or flush from now (0-based) is submitted: it and every
+    /// later I/O fail.
+    pub fn cut_power_at(&self, n: u64) {
         let mut st = self.st.borrow_mut();
-        st.cut_at_write = Some(st.writes + n);
+        st.cut_at = Some(st.writes + st.flushes + n);
     }
 
     /// Cuts power now.
@@ -232,7 +232,7 @@ impl BlockDev for FaultDev {
                 IoOp::Write { off, buf } => {
                     let n = st.writes;
                     st.writes += 1;
-                    if st.cut_at_write == Some(n) {
+                    if st.cut_at == Some(n + st.flushes) {
                         st.dead = true;
                         first_err.get_or_insert(OsdError::Io("power cut".into()));
                         continue;
@@ -260,6 +260,10 @@ impl BlockDev for FaultDev {
             return Err(OsdError::Io("power cut".into()));
         }
         let n = st.flushes;
+        if st.cut_at == Some(st.writes + n) {
+            st.dead = true;
+            return Err(OsdError::Io("power cut".into()));
+        }
         st.flushes += 1;
         if st.fail_flush == Some(n) {
             return Err(OsdError::Io("injected flush error".into()));
