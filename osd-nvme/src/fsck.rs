@@ -194,3 +194,41 @@ pub async fn fsck(dev: &impl BlockDev, region: Region) -> FsckReport {
     }
     rep
 }
+
+/// One block of each kind of structure in the region (region block numbers), for tools and
+/// for tests that damage each kind: superblock, checkpoint header, the first block of every
+/// non-empty checkpoint stream, the first live journal block, the first mapped data block.
+pub async fn locate(dev: &impl BlockDev, region: Region) -> crate::Result<Vec<(String, u64)>> {
+    use crate::disk::format::STREAMS;
+    let (sb, hdrs) = read_headers(dev, region).await?;
+    let mut best: Option<(u8, CkptHdr)> = None;
+    for (slot, h) in hdrs.iter().enumerate() {
+        if let Ok(h) = h
+            && best.is_none_or(|(_, b)| h.generation > b.generation)
+        {
+            best = Some((u8::try_from(slot).unwrap_or(0), *h));
+        }
+    }
+    let (slot, hdr) =
+        best.ok_or_else(|| OsdError::corrupt("checkpoint header", "no valid checkpoint"))?;
+    let start = if slot == 0 { sb.ckpt_a } else { sb.ckpt_b };
+    let mut out = vec![("superblock".to_string(), 0), ("checkpoint header".to_string(), start)];
+    for (i, s) in STREAMS.iter().enumerate() {
+        let (first, n, _) = hdr.streams[i];
+        if n > 0 {
+            out.push((s.name().to_string(), start + u64::from(first)));
+        }
+    }
+    let (mut store, mut alloc) = load_ckpt(dev, region.offset, &sb, &hdr, slot).await?;
+    let r = replay_journal(dev, region.offset, &sb, &hdr, &mut store, &mut alloc).await?;
+    if r.end_seq > hdr.journal_seq {
+        out.push((
+            "journal block".to_string(),
+            sb.journal_start + hdr.journal_seq % sb.journal_blocks,
+        ));
+    }
+    if let Some(b) = store.objs.values().flat_map(|o| o.body.values()).next() {
+        out.push(("data block".to_string(), sb.data_start + b.pblk));
+    }
+    Ok(out)
+}

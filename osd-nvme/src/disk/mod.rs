@@ -42,6 +42,10 @@ use format::{
     rec_len, seal,
 };
 
+/// Upper bound of memory bytes per checkpoint byte of metadata (an empty xattr or index
+/// entry: 96 bytes in memory for 30 on disk), for cache-budget reservations.
+const MEM_PER_META: u64 = 4;
+
 /// Run-time settings of a persistent OSD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OsdConfig {
@@ -398,13 +402,13 @@ pub(crate) async fn replay_journal(
         }
     }
     let end_seq = seq;
-    // A valid block of a later batch means the journal was durable past end_seq: damage.
+    // A valid block of a later batch means the journal was durable past end_seq: damage to a
+    // journal block, or a newer checkpoint whose header is lost.
     for i in 0..j {
         let b = &ring[usize::try_from(i).unwrap_or(0) * BLOCK_SIZE..][..BLOCK_SIZE];
         if let Ok(h) = open_block(b, JOURNAL_MAGIC, fsid)
             && h.seq > end_seq
             && h.aux > end_seq
-            && h.seq < hdr.journal_seq + j
         {
             return Err(OsdError::corrupt(
                 "journal block",
@@ -647,7 +651,7 @@ impl<D: BlockDev> DiskOsd<D> {
             return Err(OsdError::NoSpace("data blocks"));
         }
         if extra.meta > self.inner.meta_cap.saturating_sub(st.store.meta_bytes + st.res.meta)
-            || st.store.mem_bytes + extra.meta * 2 > self.inner.cfg.cache_size
+            || st.store.mem_bytes + extra.meta * MEM_PER_META > self.inner.cfg.cache_size
         {
             return Err(OsdError::NoSpace("metadata"));
         }
@@ -1185,7 +1189,8 @@ impl<D: BlockDev> Osd for DiskOsd<D> {
                 let d = th.decl;
                 let free_blocks = st.alloc.free().saturating_sub(st.res.blocks);
                 let meta_ok = st.store.meta_bytes + st.res.meta + d.meta <= inner.meta_cap
-                    && st.store.mem_bytes + (st.res.meta + d.meta) * 2 <= inner.cfg.cache_size;
+                    && st.store.mem_bytes + (st.res.meta + d.meta) * MEM_PER_META
+                        <= inner.cfg.cache_size;
                 let live = st.jhead - st.jtail;
                 let jblocks = (st.jbuf.len() as u64 + st.res.journal + jneed)
                     .div_ceil(PAYLOAD as u64)
