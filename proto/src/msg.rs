@@ -170,9 +170,9 @@ impl<'a> LustreMsg<'a> {
         get_len(self.raw, i, self.swabbed).ok()
     }
 
-    /// Buffer `i` (unpadded), if it exists.
+    /// Where buffer `i` (unpadded) lies in the message bytes, if it exists.
     #[must_use]
-    pub fn buf(&self, i: usize) -> Option<&'a [u8]> {
+    pub fn buf_range(&self, i: usize) -> Option<core::ops::Range<usize>> {
         if i >= self.bufcount() {
             return None;
         }
@@ -181,7 +181,13 @@ impl<'a> LustreMsg<'a> {
             off += round_up8(get_len(self.raw, j, self.swabbed).ok()?);
         }
         let len = get_len(self.raw, i, self.swabbed).ok()?;
-        self.raw.get(off..off + len)
+        Some(off..off + len)
+    }
+
+    /// Buffer `i` (unpadded), if it exists.
+    #[must_use]
+    pub fn buf(&self, i: usize) -> Option<&'a [u8]> {
+        self.raw.get(self.buf_range(i)?)
     }
 
     /// Every buffer in order.
