@@ -59,6 +59,29 @@ impl DmaDev {
     }
 }
 
+async fn read_into(file: &DmaFile, off: u64, buf: &mut [u8]) -> Result<()> {
+    let r = file
+        .read_at_aligned(off, buf.len())
+        .await
+        .map_err(|e| OsdError::Io(format!("read at {off}: {e}")))?;
+    if r.len() != buf.len() {
+        return Err(OsdError::Io(format!("short read at {off}")));
+    }
+    buf.copy_from_slice(&r);
+    Ok(())
+}
+
+async fn write_from(file: &DmaFile, off: u64, buf: &[u8]) -> Result<()> {
+    let mut db = file.alloc_dma_buffer(buf.len());
+    db.as_bytes_mut().copy_from_slice(buf);
+    let n =
+        file.write_at(db, off).await.map_err(|e| OsdError::Io(format!("write at {off}: {e}")))?;
+    if n != buf.len() {
+        return Err(OsdError::Io(format!("short write at {off}")));
+    }
+    Ok(())
+}
+
 fn block_device_size(path: &Path) -> Result<u64> {
     use std::io::Seek;
     let mut f = std::fs::File::open(path)?;
@@ -73,33 +96,19 @@ impl BlockDev for DmaDev {
     async fn submit(&self, batch: &mut [IoOp<'_>]) -> Result<()> {
         check_batch(&self.info(), batch)?;
         let file = &self.file;
+        if let [op] = batch {
+            // One I/O: no boxing or joining.
+            return match op {
+                IoOp::Read { off, buf } => read_into(file, *off, buf).await,
+                IoOp::Write { off, buf } => write_from(file, *off, buf).await,
+            };
+        }
         let futs: Vec<LocalFut<'_, Result<()>>> = batch
             .iter_mut()
             .map(|op| -> LocalFut<'_, Result<()>> {
                 match op {
-                    IoOp::Read { off, buf } => Box::pin(async move {
-                        let r = file
-                            .read_at_aligned(*off, buf.len())
-                            .await
-                            .map_err(|e| OsdError::Io(format!("read at {off}: {e}")))?;
-                        if r.len() != buf.len() {
-                            return Err(OsdError::Io(format!("short read at {off}")));
-                        }
-                        buf.copy_from_slice(&r);
-                        Ok(())
-                    }),
-                    IoOp::Write { off, buf } => Box::pin(async move {
-                        let mut db = file.alloc_dma_buffer(buf.len());
-                        db.as_bytes_mut().copy_from_slice(buf);
-                        let n = file
-                            .write_at(db, *off)
-                            .await
-                            .map_err(|e| OsdError::Io(format!("write at {off}: {e}")))?;
-                        if n != buf.len() {
-                            return Err(OsdError::Io(format!("short write at {off}")));
-                        }
-                        Ok(())
-                    }),
+                    IoOp::Read { off, buf } => Box::pin(read_into(file, *off, buf)),
+                    IoOp::Write { off, buf } => Box::pin(write_from(file, *off, buf)),
                 }
             })
             .collect();

@@ -94,10 +94,53 @@ impl Alloc {
         }
     }
 
-    /// Allocates `n` blocks, as few runs as the cursor finds: `(start, len)` runs.
+    /// Finds `words` consecutive all-free bitmap words from the cursor on (wrapping).
+    fn find_free_words(&self, words: usize) -> Option<usize> {
+        let nw = self.bits.len();
+        // The last word may be partial: never use it for a whole-word run.
+        let usable = if self.nblocks.is_multiple_of(64) { nw } else { nw.saturating_sub(1) };
+        if words == 0 || words > usable {
+            return None;
+        }
+        let start = usize::try_from(self.cursor / 64).unwrap_or(0) % usable.max(1);
+        let mut run = 0usize;
+        let mut i = start;
+        let mut scanned = 0;
+        while scanned < usable + words {
+            if i >= usable {
+                i = 0;
+                run = 0;
+            }
+            if self.bits[i] == 0 {
+                run += 1;
+                if run == words {
+                    return Some(i + 1 - words);
+                }
+            } else {
+                run = 0;
+            }
+            i += 1;
+            scanned += 1;
+        }
+        None
+    }
+
+    /// Allocates `n` blocks: one contiguous run when a large enough free area exists (so
+    /// that rewritten objects stay sequential on disk), else as few runs as next-fit finds.
     pub(crate) fn alloc(&mut self, n: u64) -> Result<Vec<(u64, u64)>> {
         if n > self.free {
             return Err(OsdError::NoSpace("data blocks"));
+        }
+        if n >= 32
+            && let Some(w) = self.find_free_words(usize::try_from(n.div_ceil(64)).unwrap_or(0))
+        {
+            let s = w as u64 * 64;
+            for b in s..s + n {
+                self.set(b, true);
+            }
+            self.free -= n;
+            self.cursor = s + n;
+            return Ok(vec![(s, n)]);
         }
         let mut runs: Vec<(u64, u64)> = Vec::new();
         let mut left = n;

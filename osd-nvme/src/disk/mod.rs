@@ -20,6 +20,7 @@ mod alloc;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
 use std::rc::Rc;
+use std::time::Duration;
 
 use proto::fid::LuFid;
 
@@ -600,18 +601,38 @@ impl<D: BlockDev> DiskOsd<D> {
     }
 
     /// Runs group commits until the OSD is dropped by every other handle or fails: spawn it
-    /// on the shard's executor so that commit callbacks fire without explicit syncs.
+    /// on the shard's executor so that commit callbacks fire without explicit syncs. Commits
+    /// start as soon as a transaction has stopped; batching comes from transactions that stop
+    /// while a commit is in flight.
     pub async fn committer(self) {
+        self.committer_with(Duration::ZERO, |_| std::future::ready(())).await;
+    }
+
+    /// Like [`DiskOsd::committer`], but after the first stopped transaction a commit waits up
+    /// to `interval` (through `sleep`, the executor's timer) for more to batch, unless
+    /// `commit_bytes` of journal are already pending. Longer intervals mean fewer flushes and
+    /// later commit callbacks (Lustre's jbd2 commits every 5 s).
+    pub async fn committer_with<F, Fut>(self, interval: Duration, sleep: F)
+    where
+        F: Fn(Duration) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         loop {
             let g = self.inner.ev.generation();
-            let work = {
+            let (work, full) = {
                 let st = self.inner.st.borrow();
                 if st.failed {
                     return;
                 }
-                !st.jstopped.is_empty() && !st.committing
+                (
+                    !st.jstopped.is_empty() && !st.committing,
+                    st.jbuf.len() >= self.inner.cfg.commit_bytes,
+                )
             };
             if work {
+                if !interval.is_zero() && !full {
+                    sleep(interval).await;
+                }
                 if self.commit_once().await.is_err() {
                     return;
                 }
