@@ -360,9 +360,13 @@ async fn wait_unlinked(
     let mut unlinked_by_us = false;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ev =
-            if unlinked_by_us { Some(eq.next().await) } else { rt::timeout(left, eq.next()).await };
-        let Some(ev) = ev else {
+        // After an unlink the final event follows once in-flight I/O ends; bound that too.
+        let wait = if unlinked_by_us { timeout } else { left };
+        let Some(ev) = rt::timeout(wait, eq.next()).await else {
+            if unlinked_by_us {
+                log::warn!("MD {md:?}: no final event after unlink; its buffers stay with LNet");
+                return (MdBuffers::default(), Err(LnetError::TimedOut));
+            }
             // Timed out: unlink; the buffers come back in the final event.
             status = Err(LnetError::TimedOut);
             unlinked_by_us = true;

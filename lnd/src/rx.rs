@@ -242,6 +242,7 @@ async fn read_one(
         hdr.src_pid = ctx.peer.pid.into();
     }
     touch_peer(core, ctx.peer);
+    log::debug!("shard {}: conn {cid} from {}: {body:?} len {rlength}", core.id, ctx.peer);
     let plan = plan(core, ctx.ni, &hdr, &body, ctx.peer).await;
     let mut payload_for_csum: Option<Vec<(*mut u8, usize)>> = None;
     let mut owned = Vec::new();
@@ -260,6 +261,7 @@ async fn read_one(
         }
         Plan::Md { md, region, mlength, after } => {
             let r = rb.read_into(sock, &region).await;
+            log::debug!("shard {}: conn {cid} payload {mlength} in: {}", core.id, r.is_ok());
             if let Err(e) = r {
                 // The MD reference must still be dropped.
                 finish_md(core, md, mlength, after, Err(LnetError::ConnClosed));

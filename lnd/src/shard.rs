@@ -375,6 +375,7 @@ impl Core {
 
     /// Completes an outgoing message: reports it and returns the peer credit.
     pub(crate) fn complete(self: &Rc<Self>, done: Done, status: Result<()>) {
+        log::debug!("shard {}: complete {done:?}: {status:?}", self.id);
         if status.is_err() {
             Self::bump(&self.stats.send_failed);
         }
@@ -496,6 +497,12 @@ impl Core {
                     Self::bump(&self.stats.credit_waits);
                 }
                 peer.credits -= 1;
+                log::debug!(
+                    "shard {}: to {id} on conn {cid}: {:?} credits {}",
+                    self.id,
+                    msg.hdr.body(),
+                    peer.credits
+                );
                 if let Some(c) = st.conns.get_mut(&cid) {
                     let tx = make_tx(c.version, msg);
                     c.txq.push_back(tx);
