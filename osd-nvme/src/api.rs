@@ -29,6 +29,7 @@ pub type CommitCb = Box<dyn FnOnce(u64)>;
 pub(crate) enum TxnState {
     Declaring,
     Started,
+    Stopped,
 }
 
 /// What a transaction declared it will do: turned into reservations at start.
@@ -49,6 +50,10 @@ const REC_PER_BLOCK: u64 = 12;
 
 /// A transaction handle (Lustre's `thandle`). Created by [`Osd::trans_create`], filled with
 /// declarations, started, used for updates, and consumed by [`Osd::trans_stop`].
+///
+/// A started transaction must be stopped, also when one of its updates failed: until it is,
+/// its reservations stay taken and the OSD cannot checkpoint (dropping it is logged as an
+/// error).
 pub struct Txn {
     pub(crate) state: TxnState,
     pub(crate) decl: Declared,
@@ -72,6 +77,18 @@ impl core::fmt::Debug for Txn {
             .field("sync", &self.sync)
             .field("callbacks", &self.callbacks.len())
             .finish()
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        if self.state == TxnState::Started {
+            log::error!(
+                "transaction {} dropped without trans_stop: its space stays reserved and \
+                 checkpoints wait for it until the OSD is mounted again",
+                self.transno
+            );
+        }
     }
 }
 

@@ -77,6 +77,7 @@ impl Osd for MemOsd {
     async fn trans_stop(&self, mut th: Txn) -> Result<u64> {
         Self::check(&th)?;
         self.reserved.set(self.reserved.get().saturating_sub(th.reserved.blocks));
+        th.state = TxnState::Stopped;
         for cb in th.callbacks.drain(..) {
             cb(th.transno);
         }

@@ -197,40 +197,57 @@ pub async fn run_txn<O: Osd>(
     }
     th.on_commit(on_commit);
     osd.trans_start(&mut th).await?;
+    // A started transaction is always stopped, also when an update fails (Lustre's rule).
+    let mut first_err = None;
     for op in ops {
-        match op {
-            Op::Create(f, ty) => {
-                let a = Attr { mode: 0o640, nlink: 1, ..Attr::default() };
-                osd.create(&mut th, f, *ty, &a).await?;
+        let r: Result<()> = async {
+            match op {
+                Op::Create(f, ty) => {
+                    let a = Attr { mode: 0o640, nlink: 1, ..Attr::default() };
+                    osd.create(&mut th, f, *ty, &a).await?;
+                }
+                Op::Write(f, off, len, seed) => {
+                    let data = pattern(*seed, *len);
+                    osd.write(&mut th, f, *off, &[&data]).await?;
+                }
+                Op::Punch(f, s, e) => osd.punch(&mut th, f, *s, *e).await?,
+                Op::XattrSet(f, n, len, seed) => {
+                    let v = pattern(*seed, *len);
+                    osd.xattr_set(&mut th, f, n.as_bytes(), &v, XattrMode::Upsert).await?;
+                }
+                Op::XattrDel(f, n) => osd.xattr_del(&mut th, f, n.as_bytes()).await?,
+                Op::Insert(d, n, target) => {
+                    let mut v = target.seq().to_le_bytes().to_vec();
+                    v.extend_from_slice(&target.oid().to_le_bytes());
+                    osd.index_insert(&mut th, d, n.as_bytes(), &v).await?;
+                }
+                Op::Delete(d, n) => osd.index_delete(&mut th, d, n.as_bytes()).await?,
+                Op::SetAttr(f, t, size) => {
+                    let a = Attr {
+                        mtime: Timespec { sec: *t, nsec: 7 },
+                        size: *size,
+                        ..Attr::default()
+                    };
+                    let mask = if osd.obj_type(f).await?.is_index() {
+                        AttrMask::MTIME
+                    } else {
+                        AttrMask::MTIME | AttrMask::SIZE
+                    };
+                    osd.attr_set(&mut th, f, mask, &a).await?;
+                }
+                Op::Destroy(f) => osd.destroy(&mut th, f).await?,
             }
-            Op::Write(f, off, len, seed) => {
-                let data = pattern(*seed, *len);
-                osd.write(&mut th, f, *off, &[&data]).await?;
-            }
-            Op::Punch(f, s, e) => osd.punch(&mut th, f, *s, *e).await?,
-            Op::XattrSet(f, n, len, seed) => {
-                let v = pattern(*seed, *len);
-                osd.xattr_set(&mut th, f, n.as_bytes(), &v, XattrMode::Upsert).await?;
-            }
-            Op::XattrDel(f, n) => osd.xattr_del(&mut th, f, n.as_bytes()).await?,
-            Op::Insert(d, n, target) => {
-                let mut v = target.seq().to_le_bytes().to_vec();
-                v.extend_from_slice(&target.oid().to_le_bytes());
-                osd.index_insert(&mut th, d, n.as_bytes(), &v).await?;
-            }
-            Op::Delete(d, n) => osd.index_delete(&mut th, d, n.as_bytes()).await?,
-            Op::SetAttr(f, t, size) => {
-                let a =
-                    Attr { mtime: Timespec { sec: *t, nsec: 7 }, size: *size, ..Attr::default() };
-                let mask = if osd.obj_type(f).await?.is_index() {
-                    AttrMask::MTIME
-                } else {
-                    AttrMask::MTIME | AttrMask::SIZE
-                };
-                osd.attr_set(&mut th, f, mask, &a).await?;
-            }
-            Op::Destroy(f) => osd.destroy(&mut th, f).await?,
+            Ok(())
+        }
+        .await;
+        if let Err(e) = r {
+            first_err = Some(e);
+            break;
         }
     }
-    osd.trans_stop(th).await
+    let stopped = osd.trans_stop(th).await;
+    match first_err {
+        Some(e) => Err(e),
+        None => stopped,
+    }
 }

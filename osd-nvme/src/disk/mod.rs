@@ -1263,6 +1263,7 @@ impl<D: BlockDev> Osd for DiskOsd<D> {
             return Err(OsdError::Invalid("transaction not started"));
         }
         let inner = &self.inner;
+        th.state = TxnState::Stopped;
         let (commit_now, failed) = {
             let mut st = inner.st.borrow_mut();
             st.running -= 1;
