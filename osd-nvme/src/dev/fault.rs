@@ -56,6 +56,9 @@ struct State {
     fail_write: Option<u64>,
     fail_read: Option<u64>,
     fail_flush: Option<u64>,
+    /// Yield to other tasks before each I/O (lets concurrent tasks interleave at I/O points,
+    /// as on a real device).
+    yield_io: bool,
 }
 
 /// The fault-injecting device.
@@ -83,6 +86,7 @@ impl FaultDev {
                 fail_write: None,
                 fail_read: None,
                 fail_flush: None,
+                yield_io: false,
             }),
         }
     }
@@ -92,6 +96,11 @@ impl FaultDev {
     pub fn cut_power_at(&self, n: u64) {
         let mut st = self.st.borrow_mut();
         st.cut_at = Some(st.writes + st.flushes + n);
+    }
+
+    /// Makes every submit and flush yield once to other tasks before it runs.
+    pub fn set_yield(&self, on: bool) {
+        self.st.borrow_mut().yield_io = on;
     }
 
     /// Cuts power now.
@@ -209,6 +218,9 @@ impl BlockDev for FaultDev {
 
     async fn submit(&self, batch: &mut [IoOp<'_>]) -> Result<()> {
         check_batch(&self.info(), batch)?;
+        if self.st.borrow().yield_io {
+            futures_lite::future::yield_now().await;
+        }
         let mut st = self.st.borrow_mut();
         let mut first_err = None;
         for op in batch.iter_mut() {
@@ -255,6 +267,9 @@ impl BlockDev for FaultDev {
     }
 
     async fn flush(&self) -> Result<()> {
+        if self.st.borrow().yield_io {
+            futures_lite::future::yield_now().await;
+        }
         let mut st = self.st.borrow_mut();
         if st.dead {
             return Err(OsdError::Io("power cut".into()));
