@@ -24,6 +24,8 @@ pub struct MemOsd {
     capacity: u64,
     next_txn: Cell<u64>,
     reserved: Cell<u64>,
+    /// One shard's: `!Send`, like the persistent OSD.
+    _shard: core::marker::PhantomData<std::rc::Rc<()>>,
 }
 
 impl MemOsd {
@@ -35,6 +37,7 @@ impl MemOsd {
             capacity,
             next_txn: Cell::new(1),
             reserved: Cell::new(0),
+            _shard: core::marker::PhantomData,
         }
     }
 

@@ -145,7 +145,7 @@ pub struct Attr {
     pub rdev: u64,
 }
 
-/// Which attributes an [`AttrSet`] changes (Lustre's `la_valid` bits, our own numbering).
+/// Which attributes `attr_set` changes (Lustre's `la_valid` bits, our own numbering).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct AttrMask(pub u32);
 

@@ -2,7 +2,7 @@
 //! its own allocator, journal and checkpoints.
 //!
 //! * Metadata (object index, attributes, xattrs, extent maps, index objects) lives in memory
-//!   as a [`Store`], bounded by the configured cache size, and on disk as a checkpoint image
+//!   as a `Store` (the object model both OSDs share), bounded by the configured cache size, and on disk as a checkpoint image
 //!   plus the journal of redo records since that image.
 //! * Data is never overwritten in place: a write goes to newly allocated blocks whose crc32c
 //!   lands in the extent map; the old blocks are released once the transaction that replaced
