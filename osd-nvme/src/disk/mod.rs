@@ -295,7 +295,9 @@ pub(crate) async fn load_ckpt(
     slot: u8,
 ) -> Result<(Store<BlockRef>, Alloc)> {
     let start = if slot == 0 { sb.ckpt_a } else { sb.ckpt_b };
-    let img = read_blocks(dev, base, start, sb.ckpt_blocks).await?;
+    // Only the blocks the image uses: memory stays proportional to the metadata.
+    let used = hdr.streams.iter().map(|&(first, n, _)| u64::from(first) + u64::from(n)).max();
+    let img = read_blocks(dev, base, start, used.unwrap_or(1).min(sb.ckpt_blocks)).await?;
     let fsid = sb.fsid();
     let mut streams: [Vec<u8>; 5] = Default::default();
     for (i, s) in STREAMS.iter().enumerate() {
@@ -382,21 +384,16 @@ pub(crate) async fn replay_journal(
     alloc: &mut Alloc,
 ) -> Result<Replay> {
     let j = sb.journal_blocks;
-    let ring = read_blocks(dev, base, sb.journal_start, j).await?;
     let fsid = sb.fsid();
-    let block = |seq: u64| {
-        let i = usize::try_from(seq % j).unwrap_or(0);
-        &ring[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE]
-    };
+    let mut ring =
+        RingReader { base, start: sb.journal_start, j, first: u64::MAX, chunk: IoBuf::new(0) };
     let mut bytes = Vec::new();
     let mut seq = hdr.journal_seq;
-    loop {
-        if seq - hdr.journal_seq >= j {
-            break;
-        }
-        match open_block(block(seq), JOURNAL_MAGIC, fsid) {
+    while seq - hdr.journal_seq < j {
+        let b = ring.block(dev, seq % j).await?;
+        match open_block(b, JOURNAL_MAGIC, fsid) {
             Ok(h) if h.seq == seq => {
-                bytes.extend_from_slice(&block(seq)[HDR_LEN..HDR_LEN + h.used as usize]);
+                bytes.extend_from_slice(&b[HDR_LEN..HDR_LEN + h.used as usize]);
                 seq += 1;
             }
             _ => break,
@@ -405,8 +402,8 @@ pub(crate) async fn replay_journal(
     let end_seq = seq;
     // A valid block of a later batch means the journal was durable past end_seq: damage to a
     // journal block, or a newer checkpoint whose header is lost.
-    for i in 0..j {
-        let b = &ring[usize::try_from(i).unwrap_or(0) * BLOCK_SIZE..][..BLOCK_SIZE];
+    for slot in 0..j {
+        let b = ring.block(dev, slot).await?;
         if let Ok(h) = open_block(b, JOURNAL_MAGIC, fsid)
             && h.seq > end_seq
             && h.aux > end_seq
@@ -460,6 +457,31 @@ pub(crate) async fn replay_journal(
     out.txns = committed.len() as u64;
     out.max_txn = out.max_txn.max(committed.iter().copied().max().unwrap_or(0));
     Ok(out)
+}
+
+/// Reads the journal ring in 1 MiB chunks, so that a scan holds one chunk, not the ring.
+struct RingReader {
+    base: u64,
+    start: u64,
+    j: u64,
+    first: u64,
+    chunk: IoBuf,
+}
+
+impl RingReader {
+    const CHUNK: u64 = 256;
+
+    async fn block(&mut self, dev: &impl BlockDev, slot: u64) -> Result<&[u8]> {
+        let n = (self.chunk.len() / BLOCK_SIZE) as u64;
+        if self.first == u64::MAX || slot < self.first || slot >= self.first + n {
+            let first = slot - slot % Self::CHUNK;
+            let n = Self::CHUNK.min(self.j - first);
+            self.chunk = read_blocks(dev, self.base, self.start + first, n).await?;
+            self.first = first;
+        }
+        let i = usize::try_from(slot - self.first).unwrap_or(0);
+        Ok(&self.chunk[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE])
+    }
 }
 
 /// Reads everything mount needs: superblock, newest valid checkpoint, journal replayed.
