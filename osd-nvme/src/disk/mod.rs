@@ -137,6 +137,8 @@ struct State {
     active_slot: u8,
     generation: u64,
     last_ckpt_txn: u64,
+    /// Whether a flushed block follows the newest journal batch (see `seal_tail`).
+    tail_sealed: bool,
     failed: bool,
 }
 
@@ -573,6 +575,7 @@ impl<D: BlockDev> DiskOsd<D> {
             active_slot: l.active_slot,
             generation: l.hdr.generation,
             last_ckpt_txn: l.hdr.last_txn,
+            tail_sealed: true,
             failed: false,
         };
         let osd = DiskOsd {
@@ -660,11 +663,49 @@ impl<D: BlockDev> DiskOsd<D> {
                 }
                 continue;
             }
+            if self.seal_tail().await.is_err() {
+                return;
+            }
             if Rc::strong_count(&self.inner) == 1 {
                 return;
             }
-            self.inner.ev.wait(g).await;
+            if g == self.inner.ev.generation() {
+                self.inner.ev.wait(g).await;
+            }
         }
+    }
+
+    /// Writes and flushes an empty journal block after the newest batch, unless one is
+    /// already there. Damage to a batch that a later block follows is detected at replay
+    /// (a torn batch never has a successor); without this, damage to the newest batch would
+    /// look like a write torn by a power cut and its transactions could be lost unnoticed.
+    /// Run when the committer goes idle and at the end of `sync`, so it costs nothing under
+    /// load (each batch seals the one before it).
+    async fn seal_tail(&self) -> Result<()> {
+        let inner = &self.inner;
+        let head = {
+            let mut st = inner.st.borrow_mut();
+            let live = st.jhead - st.jtail;
+            if st.tail_sealed || st.committing || st.failed || live + 3 > inner.sb.journal_blocks {
+                return if st.failed { Err(OsdError::ReadOnly) } else { Ok(()) };
+            }
+            st.committing = true;
+            st.jhead
+        };
+        let r = self.write_batch(&[], head, false).await;
+        {
+            let mut st = inner.st.borrow_mut();
+            st.committing = false;
+            match &r {
+                Ok(()) => {
+                    st.jhead = head + 1;
+                    st.tail_sealed = true;
+                }
+                Err(_) => st.failed = true,
+            }
+        }
+        inner.ev.notify();
+        r
     }
 
     fn data_off(&self, pblk: u64) -> u64 {
@@ -778,6 +819,7 @@ impl<D: BlockDev> DiskOsd<D> {
                 return Err(e);
             }
             st.jhead += nblocks;
+            st.tail_sealed = false;
             for t in txns {
                 for b in t.freed {
                     if st.alloc.release(b).is_err() {
@@ -807,8 +849,21 @@ impl<D: BlockDev> DiskOsd<D> {
         if flush_data {
             inner.dev.flush().await?;
         }
-        let n = buf.len().div_ceil(PAYLOAD);
+        let n = buf.len().div_ceil(PAYLOAD).max(1);
         let mut img = IoBuf::new(n * BLOCK_SIZE);
+        if buf.is_empty() {
+            seal(
+                &mut img[..BLOCK_SIZE],
+                &BlockHdr {
+                    magic: JOURNAL_MAGIC,
+                    kind: 0,
+                    fsid: inner.fsid,
+                    seq: head,
+                    aux: head,
+                    used: 0,
+                },
+            );
+        }
         for (i, chunk) in buf.chunks(PAYLOAD).enumerate() {
             let b = &mut img[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE];
             b[HDR_LEN..HDR_LEN + chunk.len()].copy_from_slice(chunk);
@@ -1331,7 +1386,7 @@ impl<D: BlockDev> Osd for DiskOsd<D> {
                 return Err(OsdError::ReadOnly);
             }
             if done {
-                return Ok(());
+                return self.seal_tail().await;
             }
             if committing {
                 inner.ev.wait(g).await;
