@@ -1,4 +1,14 @@
 //! The Rustre appliance: shards, ptlrpc services, the MGS, MDT and OST targets, and the LDLM.
 
+pub mod config;
 pub mod ldlm;
+pub mod logger;
+pub mod mdt;
+pub mod mesh;
 pub mod mgs;
+pub mod node;
+pub mod ost;
+pub mod ratelog;
+pub mod shard;
+pub mod store;
+pub mod target;

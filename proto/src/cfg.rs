@@ -665,6 +665,101 @@ impl ClientLogSpec {
     }
 }
 
+/// What a client learns from its configuration log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientLog {
+    /// Default stripe size from the lov descriptor.
+    pub stripe_size: u64,
+    /// Default stripe count.
+    pub stripe_count: u32,
+    /// MDTs: (index, target UUID, NIDs).
+    pub mdts: Vec<(u32, String, Vec<Nid>)>,
+    /// OSTs: (index, target UUID, NIDs).
+    pub osts: Vec<(u32, String, Vec<Nid>)>,
+}
+
+impl ClientLog {
+    /// Interprets the records of a client log as `class_process_config` would, ignoring
+    /// sections a marker cancelled (`SKIP`) and commands a client does not act on.
+    pub fn from_records(recs: &[LustreCfg]) -> Result<ClientLog> {
+        let mut out = ClientLog::default();
+        let mut node_nids: std::collections::HashMap<String, Vec<Nid>> =
+            std::collections::HashMap::new();
+        // device name -> (target uuid, node uuid)
+        let mut setups: std::collections::HashMap<String, (String, String)> =
+            std::collections::HashMap::new();
+        let mut skip = false;
+        for r in recs {
+            if r.command == cmd::MARKER {
+                if let Some(m) = r.bufs.get(1).and_then(|b| CfgMarker::read(b).ok()) {
+                    let f = m.cm_flags.get();
+                    if f & cm_flags::START != 0 {
+                        skip = f & cm_flags::SKIP != 0;
+                    } else if f & cm_flags::END != 0 {
+                        skip = false;
+                    }
+                }
+                continue;
+            }
+            if skip {
+                continue;
+            }
+            match r.command {
+                cmd::ADD_UUID => {
+                    let v = node_nids.entry(r.str(1)?.to_string()).or_default();
+                    if !v.contains(&r.nid) {
+                        v.push(r.nid);
+                    }
+                }
+                cmd::SETUP => {
+                    let dev = r.str(0)?.to_string();
+                    if dev.ends_with("-clilov") {
+                        if let Some(d) = r.bufs.get(1).and_then(|b| LovDesc::read(b).ok()) {
+                            out.stripe_size = d.ld_default_stripe_size.get();
+                            out.stripe_count = d.ld_default_stripe_count.get();
+                        }
+                    } else if r.bufs.len() >= 3 {
+                        setups.insert(dev, (r.str(1)?.to_string(), r.str(2)?.to_string()));
+                    }
+                }
+                cmd::ADD_MDC => {
+                    let uuid = r.str(1)?.to_string();
+                    let index: u32 = r.str(2)?.parse().map_err(|_| WireError::BadString {
+                        what: "add_mdc index",
+                        detail: "not a number",
+                    })?;
+                    out.mdts.push((index, uuid, Vec::new()));
+                }
+                cmd::LOV_ADD_OBD => {
+                    let uuid = r.str(1)?.to_string();
+                    let index: u32 = r.str(2)?.parse().map_err(|_| WireError::BadString {
+                        what: "lov_add_obd index",
+                        detail: "not a number",
+                    })?;
+                    out.osts.retain(|o| o.0 != index);
+                    out.osts.push((index, uuid, Vec::new()));
+                }
+                cmd::LOV_DEL_OBD => {
+                    let uuid = r.str(1)?.to_string();
+                    out.osts.retain(|o| o.1 != uuid);
+                }
+                _ => {}
+            }
+        }
+        // Resolve each target's NIDs through the setup of the device that names it.
+        for (_, uuid, nids) in out.mdts.iter_mut().chain(out.osts.iter_mut()) {
+            if let Some((_, node)) = setups.values().find(|(t, _)| t == uuid)
+                && let Some(n) = node_nids.get(node)
+            {
+                nids.clone_from(n);
+            }
+        }
+        out.mdts.sort_by_key(|t| t.0);
+        out.osts.sort_by_key(|t| t.0);
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,6 +798,16 @@ mod tests {
         let log = spec.to_log().unwrap();
         let (chunk, last, _) = log.chunk_at(8192).unwrap();
         assert_eq!(last, log.last_index);
+        let parsed = ClientLog::from_records(&recs).unwrap();
+        assert_eq!(parsed.stripe_size, 1 << 20);
+        assert_eq!(
+            parsed.mdts,
+            vec![(0, "rustre-MDT0000_UUID".to_string(), vec!["127.0.0.2@tcp".parse().unwrap()])]
+        );
+        assert_eq!(
+            parsed.osts[1],
+            (1, "rustre-OST0001_UUID".to_string(), vec!["127.0.0.3@tcp".parse().unwrap()])
+        );
         let decoded: Vec<LustreCfg> = crate::llog::LlogRecIter::new(&chunk)
             .map(|r| LustreCfg::decode(r.unwrap().body).unwrap())
             .collect();

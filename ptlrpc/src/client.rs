@@ -217,7 +217,7 @@ impl Import {
             body.pb_op_flags =
                 (if initial { msg_connect::INITIAL } else { 0 } | msg_connect::NEXT_VER).into();
         }
-        let rep = self.send_once(b, None, false, None).await?;
+        let rep = self.send_once(b, None, None, None).await?;
         if rep.body.pb_type.get() == msg_kind::ERR || rep.status() < 0 {
             return Err(RpcError::Status(rep.status().min(-1)));
         }
@@ -249,6 +249,18 @@ impl Import {
     /// Sends a request built by `b` and waits for its reply, resending after timeouts (with
     /// MSG_RESENT and the same xid) and reconnecting when the server lost or evicted us.
     pub async fn rpc(&self, b: MsgBuilder, bulk: Option<Bulk>) -> Result<Reply> {
+        self.rpc_via(None, b, bulk).await
+    }
+
+    /// Like [`Import::rpc`], to another portal of the same target (`(request, reply)`): a 2.15
+    /// MDC sends getattr, close and readpage to the readpage portal, SEQ_QUERY to the sequence
+    /// portal, and cancels to the cancel portal, whose replies come back on portal 18.
+    pub async fn rpc_via(
+        &self,
+        portals: Option<(u32, u32)>,
+        b: MsgBuilder,
+        bulk: Option<Bulk>,
+    ) -> Result<Reply> {
         let xid = self.xids.next_xid();
         let had_bulk = bulk.is_some();
         let mut bulk = bulk;
@@ -273,7 +285,7 @@ impl Import {
                     body.pb_flags = (body.pb_flags.get() | msg_flags::RESENT).into();
                 }
             }
-            match self.send_once(req, bulk.take(), true, Some(xid)).await {
+            match self.send_once(req, bulk.take(), portals, Some(xid)).await {
                 Ok(rep) => {
                     let s = rep.status();
                     if s == -errno::ENOTCONN || s == -errno::ENODEV {
@@ -309,175 +321,23 @@ impl Import {
     /// One send: post the reply MD (and bulk MDs), PUT the request, wait for the reply.
     async fn send_once(
         &self,
-        mut b: MsgBuilder,
+        b: MsgBuilder,
         bulk: Option<Bulk>,
-        _at: bool,
+        portals: Option<(u32, u32)>,
         xid: Option<u64>,
     ) -> Result<Reply> {
         let xid = xid.unwrap_or_else(|| self.xids.next_xid());
-        let nbulk = bulk.as_ref().map_or(0, |b| b.bufs.len());
-        {
-            let body = b.body_mut();
-            body.pb_timeout = u32::try_from(self.cfg.timeout.as_secs()).unwrap_or(u32::MAX).into();
-            body.pb_mbits = (xid + u64::try_from(nbulk.saturating_sub(1)).unwrap_or(0)).into();
-            if !self.cfg.jobid.is_empty() {
-                body.pb_jobid = cstr_array("jobid", &self.cfg.jobid).unwrap_or([0; 32]);
-            }
-        }
-        let size = self.cfg.reply_size;
-        b.hdr_mut().repsize = u32::try_from(size).unwrap_or(u32::MAX);
-        let msg = b.build()?;
-        let at = LustreMsg::decode(&msg)?.header().lm_flags.get() & msghdr::AT_SUPPORT != 0;
-        let eq = self.lnet.event_queue();
-        let opts = MdOptions {
-            op_put: true,
-            threshold: Some(1),
-            manage_remote: true,
-            truncate: true,
-            ..MdOptions::default()
-        };
-        let me = MatchEntry::bits(xid);
-        let md = self.lnet.attach(
-            self.cfg.reply_portal,
-            me,
-            MdSpec::new(vec![0u8; size + PTLRPC_REPLY_OFFSET_AT as usize]).options(opts),
-            &eq,
-        )?;
-        // Bulk MDs: match bits xid..xid+n-1 on the bulk portal.
-        let beq = self.lnet.event_queue();
-        let mut bulk_mds = Vec::new();
-        if let Some(bk) = bulk {
-            let o = if bk.server_gets {
-                crate::server::get_source_opts()
-            } else {
-                crate::server::put_sink_opts()
-            };
-            for (i, buf) in bk.bufs.into_iter().enumerate() {
-                match self.lnet.attach(
-                    bk.portal,
-                    MatchEntry::bits(xid + i as u64),
-                    MdSpec::new(buf).options(o).user(i as u64),
-                    &beq,
-                ) {
-                    Ok(h) => bulk_mds.push(h),
-                    Err(e) => {
-                        let _ = self.lnet.unlink(md);
-                        for h in bulk_mds {
-                            let _ = self.lnet.unlink(h);
-                        }
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
         self.sent.set(self.sent.get() + 1);
-        let cleanup = |lnet: &Lnet, mds: &[lnd::MdHandle]| {
-            for h in mds {
-                let _ = lnet.unlink(*h);
-            }
+        let (rq, rp) = portals.unwrap_or((self.cfg.request_portal, self.cfg.reply_portal));
+        let t = Target {
+            id: self.cfg.target,
+            request_portal: rq,
+            reply_portal: rp,
+            timeout: self.cfg.timeout,
+            reply_size: self.cfg.reply_size,
+            jobid: &self.cfg.jobid,
         };
-        if let Err(e) = self
-            .lnet
-            .put_and_wait(
-                msg,
-                self.cfg.target,
-                self.cfg.request_portal,
-                xid,
-                0,
-                false,
-                self.cfg.timeout,
-            )
-            .await
-        {
-            let _ = self.lnet.unlink(md);
-            cleanup(&self.lnet, &bulk_mds);
-            return Err(e.into());
-        }
-        let deadline = Instant::now() + self.cfg.timeout;
-        let reply = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let ev = futures_lite::future::or(async { Some(eq.next().await) }, async {
-                glommio::timer::sleep(left).await;
-                None
-            })
-            .await;
-            let Some(ev) = ev else {
-                let _ = self.lnet.unlink(md);
-                cleanup(&self.lnet, &bulk_mds);
-                return Err(RpcError::TimedOut);
-            };
-            if ev.kind != EventKind::Put {
-                if ev.unlinked {
-                    return Err(ev.status.err().map_or(RpcError::TimedOut, RpcError::from));
-                }
-                continue;
-            }
-            let buf = ev.buffers.and_then(lnd::MdBuffers::into_vec).unwrap_or_default();
-            let off = ev.offset as usize;
-            let data = buf.get(off..off + ev.mlength as usize).unwrap_or_default().to_vec();
-            if at && off == 0 {
-                // An early reply (AT): the final one is still to come at offset 224. Repost.
-                log::debug!("early reply for xid {xid:#x}");
-                let md2 = self.lnet.attach(
-                    self.cfg.reply_portal,
-                    me,
-                    MdSpec::new(vec![0u8; size + PTLRPC_REPLY_OFFSET_AT as usize]).options(opts),
-                    &eq,
-                )?;
-                let _ = md2;
-                continue;
-            }
-            break data;
-        };
-        let m = LustreMsg::decode(&reply)?;
-        let body = m.body()?;
-        if body.opc() != LustreMsg::decode(&b.build()?)?.body()?.opc()
-            && body.pb_type.get() != msg_kind::ERR
-        {
-            cleanup(&self.lnet, &bulk_mds);
-            return Err(RpcError::BadReply("reply opcode differs from the request's"));
-        }
-        // With a successful reply, every posted bulk MD has been consumed (or will be).
-        let mut got = Vec::new();
-        if !bulk_mds.is_empty() {
-            if body.pb_status.get() < 0 {
-                cleanup(&self.lnet, &bulk_mds);
-            }
-            let mut left_mds = bulk_mds.len();
-            let mut slots: Vec<Option<(Vec<u8>, usize)>> =
-                (0..bulk_mds.len()).map(|_| None).collect();
-            let mut moved = vec![0usize; bulk_mds.len()];
-            while left_mds > 0 {
-                let left =
-                    deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-                let ev = futures_lite::future::or(async { Some(beq.next().await) }, async {
-                    glommio::timer::sleep(left).await;
-                    None
-                })
-                .await;
-                let Some(ev) = ev else {
-                    cleanup(&self.lnet, &bulk_mds);
-                    return Err(RpcError::TimedOut);
-                };
-                let i = usize::try_from(ev.user).unwrap_or(0);
-                if matches!(ev.kind, EventKind::Put | EventKind::Get)
-                    && let Some(m) = moved.get_mut(i)
-                {
-                    *m = ev.mlength as usize;
-                }
-                if ev.unlinked {
-                    left_mds -= 1;
-                    if let Some(s) = slots.get_mut(i) {
-                        *s = Some((
-                            ev.buffers.and_then(lnd::MdBuffers::into_vec).unwrap_or_default(),
-                            moved.get(i).copied().unwrap_or(0),
-                        ));
-                    }
-                }
-            }
-            got = slots.into_iter().map(Option::unwrap_or_default).collect();
-        }
-        Ok(Reply { data: reply, body, bulk: got })
+        exchange(&self.lnet, &t, b, bulk, xid).await
     }
 
     /// Sends an OBD_PING.
@@ -516,4 +376,182 @@ impl Import {
     pub fn size_of<T: Wire>() -> usize {
         T::SIZE
     }
+}
+
+/// Where one exchange goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The peer.
+    pub id: ProcessId,
+    /// Its request portal.
+    pub request_portal: u32,
+    /// Our reply portal.
+    pub reply_portal: u32,
+    /// How long to wait.
+    pub timeout: Duration,
+    /// Reply buffer size.
+    pub reply_size: usize,
+    /// Job id for `pb_jobid`.
+    pub jobid: &'a str,
+}
+
+/// One request/reply exchange with `t`: post the reply MD (and bulk MDs) for `xid`, PUT the
+/// request, wait for the reply and, after a successful one, for every bulk MD to be consumed.
+/// No import state: servers use it for lock callbacks, imports for every RPC.
+pub async fn exchange(
+    lnet: &Lnet,
+    t: &Target<'_>,
+    mut b: MsgBuilder,
+    bulk: Option<Bulk>,
+    xid: u64,
+) -> Result<Reply> {
+    let nbulk = bulk.as_ref().map_or(0, |b| b.bufs.len());
+    {
+        let body = b.body_mut();
+        body.pb_timeout = u32::try_from(t.timeout.as_secs()).unwrap_or(u32::MAX).into();
+        body.pb_mbits = (xid + u64::try_from(nbulk.saturating_sub(1)).unwrap_or(0)).into();
+        if !t.jobid.is_empty() {
+            body.pb_jobid = cstr_array("jobid", t.jobid).unwrap_or([0; 32]);
+        }
+    }
+    let size = t.reply_size;
+    b.hdr_mut().repsize = u32::try_from(size).unwrap_or(u32::MAX);
+    let msg = b.build()?;
+    let at = LustreMsg::decode(&msg)?.header().lm_flags.get() & msghdr::AT_SUPPORT != 0;
+    let eq = lnet.event_queue();
+    let opts = MdOptions {
+        op_put: true,
+        threshold: Some(1),
+        manage_remote: true,
+        truncate: true,
+        ..MdOptions::default()
+    };
+    let me = MatchEntry::bits(xid);
+    let md = lnet.attach(
+        t.reply_portal,
+        me,
+        MdSpec::new(vec![0u8; size + PTLRPC_REPLY_OFFSET_AT as usize]).options(opts),
+        &eq,
+    )?;
+    // Bulk MDs: match bits xid..xid+n-1 on the bulk portal.
+    let beq = lnet.event_queue();
+    let mut bulk_mds = Vec::new();
+    if let Some(bk) = bulk {
+        let o = if bk.server_gets {
+            crate::server::get_source_opts()
+        } else {
+            crate::server::put_sink_opts()
+        };
+        for (i, buf) in bk.bufs.into_iter().enumerate() {
+            match lnet.attach(
+                bk.portal,
+                MatchEntry::bits(xid + i as u64),
+                MdSpec::new(buf).options(o).user(i as u64),
+                &beq,
+            ) {
+                Ok(h) => bulk_mds.push(h),
+                Err(e) => {
+                    let _ = lnet.unlink(md);
+                    for h in bulk_mds {
+                        let _ = lnet.unlink(h);
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    let cleanup = |lnet: &Lnet, mds: &[lnd::MdHandle]| {
+        for h in mds {
+            let _ = lnet.unlink(*h);
+        }
+    };
+    if let Err(e) = lnet.put_and_wait(msg, t.id, t.request_portal, xid, 0, false, t.timeout).await {
+        let _ = lnet.unlink(md);
+        cleanup(lnet, &bulk_mds);
+        return Err(e.into());
+    }
+    let deadline = Instant::now() + t.timeout;
+    let reply = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = futures_lite::future::or(async { Some(eq.next().await) }, async {
+            glommio::timer::sleep(left).await;
+            None
+        })
+        .await;
+        let Some(ev) = ev else {
+            let _ = lnet.unlink(md);
+            cleanup(lnet, &bulk_mds);
+            return Err(RpcError::TimedOut);
+        };
+        if ev.kind != EventKind::Put {
+            if ev.unlinked {
+                return Err(ev.status.err().map_or(RpcError::TimedOut, RpcError::from));
+            }
+            continue;
+        }
+        let buf = ev.buffers.and_then(lnd::MdBuffers::into_vec).unwrap_or_default();
+        let off = ev.offset as usize;
+        let data = buf.get(off..off + ev.mlength as usize).unwrap_or_default().to_vec();
+        if at && off == 0 {
+            // An early reply (AT): the final one is still to come at offset 224. Repost.
+            log::debug!("early reply for xid {xid:#x}");
+            let md2 = lnet.attach(
+                t.reply_portal,
+                me,
+                MdSpec::new(vec![0u8; size + PTLRPC_REPLY_OFFSET_AT as usize]).options(opts),
+                &eq,
+            )?;
+            let _ = md2;
+            continue;
+        }
+        break data;
+    };
+    let m = LustreMsg::decode(&reply)?;
+    let body = m.body()?;
+    if body.opc() != LustreMsg::decode(&b.build()?)?.body()?.opc()
+        && body.pb_type.get() != msg_kind::ERR
+    {
+        cleanup(lnet, &bulk_mds);
+        return Err(RpcError::BadReply("reply opcode differs from the request's"));
+    }
+    // With a successful reply, every posted bulk MD has been consumed (or will be).
+    let mut got = Vec::new();
+    if !bulk_mds.is_empty() {
+        if body.pb_status.get() < 0 {
+            cleanup(lnet, &bulk_mds);
+        }
+        let mut left_mds = bulk_mds.len();
+        let mut slots: Vec<Option<(Vec<u8>, usize)>> = (0..bulk_mds.len()).map(|_| None).collect();
+        let mut moved = vec![0usize; bulk_mds.len()];
+        while left_mds > 0 {
+            let left =
+                deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+            let ev = futures_lite::future::or(async { Some(beq.next().await) }, async {
+                glommio::timer::sleep(left).await;
+                None
+            })
+            .await;
+            let Some(ev) = ev else {
+                cleanup(lnet, &bulk_mds);
+                return Err(RpcError::TimedOut);
+            };
+            let i = usize::try_from(ev.user).unwrap_or(0);
+            if matches!(ev.kind, EventKind::Put | EventKind::Get)
+                && let Some(m) = moved.get_mut(i)
+            {
+                *m = ev.mlength as usize;
+            }
+            if ev.unlinked {
+                left_mds -= 1;
+                if let Some(s) = slots.get_mut(i) {
+                    *s = Some((
+                        ev.buffers.and_then(lnd::MdBuffers::into_vec).unwrap_or_default(),
+                        moved.get(i).copied().unwrap_or(0),
+                    ));
+                }
+            }
+        }
+        got = slots.into_iter().map(Option::unwrap_or_default).collect();
+    }
+    Ok(Reply { data: reply, body, bulk: got })
 }

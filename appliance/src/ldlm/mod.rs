@@ -7,6 +7,7 @@
 
 pub mod ns;
 pub mod policy;
+pub mod service;
 
 pub use ns::{Ast, EnqueueReq, Enqueued, ExportId, LdlmError, Lock, Namespace, NsLimits, NsStats};
 pub use policy::LockPolicy;

@@ -2,3 +2,4 @@
 //! configuration logs clients and targets read.
 
 pub mod db;
+pub mod service;

@@ -1,0 +1,163 @@
+//! The `rustre` appliance binary: `rustre mkfs`, `rustre serve`.
+
+use appliance::config::{ApplianceConfig, TargetConfig, parse_size};
+use appliance::node;
+use appliance::store::{Backend, TargetKind};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "rustre", version, about = "Rustre: a Lustre server appliance")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Formats a target device or file.
+    Mkfs {
+        /// File system name.
+        #[arg(long, default_value = "rustre")]
+        fsname: String,
+        /// Format an MGS.
+        #[arg(long)]
+        mgs: bool,
+        /// Format MDT INDEX.
+        #[arg(long)]
+        mdt: Option<u32>,
+        /// Format OST INDEX.
+        #[arg(long)]
+        ost: Option<u32>,
+        /// Backend: mem, file:PATH or dev:PATH.
+        #[arg(long)]
+        backend: String,
+        /// Size of a file backend (e.g. 1G).
+        #[arg(long, default_value = "1G")]
+        size: String,
+        /// Shards (cores) the target is split into.
+        #[arg(long)]
+        cores: Option<usize>,
+    },
+    /// Serves the configured targets.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, conflicts_with = "data")]
+        config: Option<PathBuf>,
+        /// The embedded default: an all-in-one file system "rustre" (MGS, MDT0000, OST0000,
+        /// OST0001) in files under DIR, formatted on first start.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Shards (one pinned executor per core).
+        #[arg(long)]
+        cores: Option<usize>,
+        /// Size of each target file created by --data.
+        #[arg(long, default_value = "4G")]
+        size: String,
+        /// LNet acceptor port (default 988).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Accept connections from unprivileged ports (Lustre's accept=all).
+        #[arg(long)]
+        accept_all: bool,
+    },
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signals() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let act = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        if let Err(e) = unsafe { sigaction(s, &act) } {
+            log::warn!("cannot handle {s}: {e}");
+        }
+    }
+}
+
+fn serve(cfg: ApplianceConfig, format_missing: bool) -> Result<(), String> {
+    let n = node::prepare(&cfg, format_missing)?;
+    install_signals();
+    let running = node::start(cfg, n)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if STOP.load(Ordering::SeqCst) {
+            log::info!("rustre: stopping (signal)");
+            break;
+        }
+        if let Some(e) = node::fatal_error() {
+            running.stop();
+            let _ = running.join();
+            return Err(e);
+        }
+    }
+    running.stop();
+    running.join()?;
+    log::info!("rustre: stopped cleanly");
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Mkfs { fsname, mgs, mdt, ost, backend, size, cores } => {
+            let kind = match (mgs, mdt, ost) {
+                (true, None, None) => (TargetKind::Mgs, 0),
+                (false, Some(i), None) => (TargetKind::Mdt, i),
+                (false, None, Some(i)) => (TargetKind::Ost, i),
+                _ => return Err("give exactly one of --mgs, --mdt INDEX, --ost INDEX".into()),
+            };
+            let backend: Backend = backend.parse()?;
+            let t = TargetConfig { kind: kind.0, index: kind.1, backend, size: parse_size(&size)? };
+            let n = cores.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+            });
+            let l = node::mkfs(&fsname, &t, u32::try_from(n).map_err(|_| "too many cores")?)?;
+            println!(
+                "formatted {} {} of {} on {} ({} shards)",
+                l.kind.as_str(),
+                l.index,
+                l.fsname,
+                t.backend,
+                l.nshards
+            );
+            Ok(())
+        }
+        Cmd::Serve { config, data, cores, size, port, accept_all } => {
+            let (mut cfg, format) = match (config, data) {
+                (Some(c), None) => (ApplianceConfig::load(&c)?, false),
+                (None, Some(d)) => (ApplianceConfig::embedded(&d, parse_size(&size)?), true),
+                _ => return Err("give --config FILE or --data DIR".into()),
+            };
+            if let Some(c) = cores {
+                cfg.cores = c;
+            }
+            if let Some(p) = port {
+                cfg.port = p;
+            }
+            if accept_all {
+                cfg.accept_secure = false;
+            }
+            cfg.validate()?;
+            serve(cfg, format)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    appliance::logger::init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rustre: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

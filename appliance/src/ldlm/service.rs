@@ -1,0 +1,319 @@
+//! The LDLM on a shard: the namespaces of every local target's partition, lock waiting for
+//! server-side users, blocking and completion callbacks to clients, and eviction of clients
+//! that do not give locks back.
+
+use super::ns::{Ast, EnqueueReq, Enqueued, ExportId, LdlmError, Lock, Namespace, NsLimits};
+use crate::shard::Shard;
+use glommio::channels::local_channel::{LocalSender, new_bounded};
+use lnd::ProcessId;
+use proto::build::MsgBuilder;
+use proto::fid::LustreHandle;
+use proto::ldlm::{LdlmLockDesc, LdlmRequest};
+use proto::opcode::Opcode;
+use proto::portal;
+use ptlrpc::client::{Target, exchange};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// The server's own locks (taken by the MDT and MGS around updates) belong to this export.
+pub const LOCAL: ExportId = ExportId(0);
+
+/// A namespace slot on a shard (6 bits of every lock cookie name it).
+pub type NsSlot = u8;
+
+/// Who to call back about a client's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AstTarget {
+    /// The client.
+    pub peer: ProcessId,
+    /// The client's connection cookie: callbacks carry it in `pb_handle`.
+    pub conn: u64,
+    /// The shard where the client's export lives (for eviction).
+    pub home: usize,
+}
+
+/// The shard that owns a lock cookie, and its namespace slot.
+#[must_use]
+pub fn cookie_owner(cookie: u64) -> (usize, NsSlot) {
+    (usize::try_from(cookie >> 54).unwrap_or(0), ((cookie >> 48) & 0x3f) as u8)
+}
+
+/// The LDLM state of one shard.
+#[derive(Debug)]
+pub struct LdlmShard {
+    nss: RefCell<Vec<Namespace>>,
+    targets: RefCell<HashMap<u64, AstTarget>>,
+    waiters: RefCell<HashMap<u64, LocalSender<()>>>,
+    limits: NsLimits,
+}
+
+impl LdlmShard {
+    /// No namespaces yet.
+    #[must_use]
+    pub fn new(limits: NsLimits) -> LdlmShard {
+        LdlmShard {
+            nss: RefCell::new(Vec::new()),
+            targets: RefCell::new(HashMap::new()),
+            waiters: RefCell::new(HashMap::new()),
+            limits,
+        }
+    }
+
+    /// Adds a namespace on shard `shard`; returns its slot.
+    pub fn add_namespace(&self, name: &str, shard: usize) -> NsSlot {
+        let mut nss = self.nss.borrow_mut();
+        let slot = u8::try_from(nss.len()).unwrap_or(u8::MAX) & 0x3f;
+        let tag = u16::try_from((shard << 6) | usize::from(slot)).unwrap_or(0);
+        nss.push(Namespace::new(name, tag, self.limits));
+        slot
+    }
+
+    /// Reads a namespace.
+    pub fn with_ns<R>(&self, slot: NsSlot, f: impl FnOnce(&Namespace) -> R) -> Option<R> {
+        self.nss.borrow().get(usize::from(slot)).map(f)
+    }
+
+    /// Changes a namespace (`set_param ldlm.namespaces.*.lru_size`).
+    pub fn with_ns_mut<R>(&self, slot: NsSlot, f: impl FnOnce(&mut Namespace) -> R) -> Option<R> {
+        self.nss.borrow_mut().get_mut(usize::from(slot)).map(f)
+    }
+
+    /// Every namespace's name, lock count, resource count, unused count and limits.
+    #[must_use]
+    pub fn summary(&self) -> Vec<(String, usize, usize, usize, NsLimits)> {
+        self.nss
+            .borrow()
+            .iter()
+            .map(|n| {
+                (
+                    n.name().to_string(),
+                    n.lock_count(),
+                    n.resource_count(),
+                    n.unused_count(),
+                    n.limits(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Enqueues a lock on this shard and waits until it is granted (clients in the way are asked
+/// for their locks; one that does not answer within the AST timeout is evicted). Client locks
+/// carry an [`AstTarget`] for later callbacks.
+pub async fn enqueue(
+    sh: &Rc<Shard>,
+    slot: NsSlot,
+    req: EnqueueReq,
+    ast: Option<AstTarget>,
+) -> Result<Lock, LdlmError> {
+    let mut out = Vec::new();
+    let now = sh.now_ms();
+    let r =
+        sh.ldlm.with_ns_mut(slot, |ns| ns.enqueue(req, now, &mut out)).ok_or(LdlmError::Invalid)?;
+    let cookie = match r {
+        Ok(Enqueued::Granted(c)) | Ok(Enqueued::Waiting(c)) => c,
+        Err(e) => {
+            process_asts(sh, slot, out);
+            return Err(e);
+        }
+    };
+    if let Some(t) = ast {
+        sh.ldlm.targets.borrow_mut().insert(cookie, t);
+    }
+    if let Ok(Enqueued::Waiting(_)) = r {
+        let (tx, rx) = new_bounded(1);
+        sh.ldlm.waiters.borrow_mut().insert(cookie, tx);
+        process_asts(sh, slot, out);
+        // Woken by the completion AST of this lock, or by its removal (eviction).
+        rx.recv().await;
+        sh.ldlm.waiters.borrow_mut().remove(&cookie);
+    } else {
+        process_asts(sh, slot, out);
+    }
+    sh.ldlm
+        .with_ns(slot, |ns| ns.lock(cookie).cloned())
+        .flatten()
+        .filter(Lock::is_granted)
+        .ok_or(LdlmError::NoSuchLock)
+}
+
+/// Cancels a lock on this shard (a client's LDLM_CANCEL or ELC, or a server lock's release).
+pub fn cancel(sh: &Rc<Shard>, cookie: u64, export: Option<ExportId>) -> Result<(), LdlmError> {
+    let (_, slot) = cookie_owner(cookie);
+    let mut out = Vec::new();
+    let now = sh.now_ms();
+    let r = sh
+        .ldlm
+        .with_ns_mut(slot, |ns| ns.cancel(cookie, export, now, &mut out))
+        .ok_or(LdlmError::NoSuchLock)?;
+    sh.ldlm.targets.borrow_mut().remove(&cookie);
+    process_asts(sh, slot, out);
+    r.map(|_| ())
+}
+
+/// Drops every lock of `export` in every namespace of this shard (eviction, disconnect).
+pub fn drop_export(sh: &Rc<Shard>, export: ExportId) -> usize {
+    let n = sh.ldlm.nss.borrow().len();
+    let mut total = 0;
+    for slot in 0..n {
+        let slot = u8::try_from(slot).unwrap_or(0);
+        let mut out = Vec::new();
+        let now = sh.now_ms();
+        total +=
+            sh.ldlm.with_ns_mut(slot, |ns| ns.cancel_export(export, now, &mut out)).unwrap_or(0);
+        process_asts(sh, slot, out);
+    }
+    let waiters: Vec<u64> = sh.ldlm.waiters.borrow().keys().copied().collect();
+    // Waiting enqueues of the evicted export return (their lock is gone).
+    for c in waiters {
+        let (_, slot) = cookie_owner(c);
+        let gone = sh.ldlm.with_ns(slot, |ns| ns.lock(c).is_none()).unwrap_or(true);
+        if gone && let Some(tx) = sh.ldlm.waiters.borrow_mut().remove(&c) {
+            let _ = tx.try_send(());
+        }
+    }
+    total
+}
+
+fn process_asts(sh: &Rc<Shard>, slot: NsSlot, out: Vec<Ast>) {
+    for ast in out {
+        match ast {
+            Ast::Completion(l) => {
+                let w = sh.ldlm.waiters.borrow_mut().remove(&l.cookie);
+                if let Some(tx) = w {
+                    let _ = tx.try_send(());
+                } else if let Some(t) = sh.ldlm.targets.borrow().get(&l.cookie).copied() {
+                    let sh = sh.clone();
+                    glommio::spawn_local(async move { send_completion(&sh, slot, &l, t).await })
+                        .detach();
+                }
+            }
+            Ast::Blocking(l) => {
+                if l.export == LOCAL {
+                    // A server lock is released by the operation holding it, shortly.
+                    continue;
+                }
+                let t = sh.ldlm.targets.borrow().get(&l.cookie).copied();
+                if let Some(t) = t {
+                    let sh = sh.clone();
+                    glommio::spawn_local(async move { send_blocking(&sh, slot, &l, t).await })
+                        .detach();
+                }
+            }
+        }
+    }
+}
+
+fn desc_of(l: &Lock) -> LdlmLockDesc {
+    let mut d = LdlmLockDesc::new(l.policy.lock_type(), l.res, l.req_mode, &l.policy.to_wire());
+    d.l_granted_mode = l.granted_mode.into();
+    d
+}
+
+async fn callback(
+    sh: &Rc<Shard>,
+    t: AstTarget,
+    opc: Opcode,
+    b: MsgBuilder,
+) -> ptlrpc::Result<ptlrpc::Reply> {
+    let mut b = b;
+    b.body_mut().pb_handle = LustreHandle::new(t.conn);
+    let xid = sh.xids.next_xid();
+    let tgt = Target {
+        id: t.peer,
+        request_portal: portal::LDLM_CB_REQUEST,
+        reply_portal: portal::LDLM_CB_REPLY,
+        timeout: Duration::from_secs(sh.cfg.ldlm_timeout.clamp(1, 30)),
+        reply_size: 4096,
+        jobid: "",
+    };
+    let _ = opc;
+    exchange(&sh.lnet, &tgt, b, None, xid).await
+}
+
+async fn send_blocking(sh: &Rc<Shard>, slot: NsSlot, l: &Lock, t: AstTarget) {
+    let req = LdlmRequest {
+        lock_flags: 0,
+        lock_desc: desc_of(l),
+        handles: vec![LustreHandle::new(l.remote), LustreHandle::new(l.cookie)],
+    };
+    let b = match MsgBuilder::request(Opcode::LdlmBlCallback)
+        .and_then(|b| b.set("DLM_REQ", req.to_vec()))
+    {
+        Ok(b) => b,
+        Err(e) => return log::error!("blocking AST: {e}"),
+    };
+    match callback(sh, t, Opcode::LdlmBlCallback, b).await {
+        Ok(r) if r.status() == -22 => {
+            // The client does not know the lock: it is gone on its side.
+            let _ = cancel(sh, l.cookie, None);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            log::warn!("blocking AST to {} for lock {:#x} failed: {e}; evicting", t.peer, l.cookie);
+            evict(sh, t.home, l.export).await;
+        }
+    }
+    let _ = slot;
+}
+
+async fn send_completion(sh: &Rc<Shard>, _slot: NsSlot, l: &Lock, t: AstTarget) {
+    let req = LdlmRequest {
+        lock_flags: 0,
+        lock_desc: desc_of(l),
+        handles: vec![LustreHandle::new(l.remote), LustreHandle::new(l.cookie)],
+    };
+    let b = match MsgBuilder::request(Opcode::LdlmCpCallback)
+        .and_then(|b| b.set("DLM_REQ", req.to_vec()))
+        .and_then(|b| b.set("DLM_LVB", Vec::new()))
+    {
+        Ok(b) => b,
+        Err(e) => return log::error!("completion AST: {e}"),
+    };
+    if let Err(e) = callback(sh, t, Opcode::LdlmCpCallback, b).await {
+        log::warn!("completion AST to {} failed: {e}; evicting", t.peer);
+        evict(sh, t.home, l.export).await;
+    }
+}
+
+/// Asks an export's home shard to evict it (which drops its locks on every shard).
+pub async fn evict(sh: &Rc<Shard>, home: usize, export: ExportId) {
+    let r = sh
+        .mesh
+        .call(sh, home, move |h: Rc<Shard>| async move {
+            crate::shard::evict_export(&h, export.0).await
+        })
+        .await;
+    if r.is_err() {
+        log::warn!("shard {home} unreachable to evict export {:#x}", export.0);
+    }
+}
+
+/// Runs forever: evicts clients that leave blocking callbacks unanswered.
+pub async fn watchdog(sh: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        if sh.lnet.is_stopping() {
+            return;
+        }
+        let now = sh.now_ms();
+        let n = sh.ldlm.nss.borrow().len();
+        let mut overdue = Vec::new();
+        for slot in 0..n {
+            let slot = u8::try_from(slot).unwrap_or(0);
+            overdue.extend(sh.ldlm.with_ns(slot, |ns| ns.overdue(now)).unwrap_or_default());
+        }
+        overdue.sort();
+        overdue.dedup();
+        for e in overdue {
+            if e == LOCAL {
+                continue;
+            }
+            let home = crate::shard::export_home(e.0);
+            log::warn!("client export {:#x} did not cancel a lock in time: evicting", e.0);
+            evict(&sh, home, e).await;
+        }
+    }
+}
