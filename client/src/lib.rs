@@ -1,7 +1,214 @@
-//! Rustre's userspace Lustre client.
+//! Rustre's userspace Lustre client. It speaks the protocol a Lustre 2.15 kernel client
+//! speaks (MGC, MDC, OSC over LNet/ptlrpc), so every test of it drives the servers exactly
+//! where a kernel client would.
 //!
-//! This crate will hold a client library that speaks the same protocol as a Lustre 2.15 kernel
-//! client (MGC, MDC, OSC, LOV layout engine, lock-coherent caching), the `rlfs` command line
-//! tool with `lfs` vocabulary, and a FUSE mount.
+//! A [`Client`] runs its own LNet node with one executor thread; its methods may be called
+//! from any thread and block until the executor has done the work.
 //!
-//! Nothing is implemented here yet; the namespace issue fills it.
+//! ```no_run
+//! use client::{Client, ClientConfig, Cred};
+//! let c = Client::mount(ClientConfig::new("127.0.0.1@tcp".parse()?, "rustre"))?;
+//! c.mkdir("/a", 0o755, Cred::current())?;
+//! for e in c.ls("/", Cred::current())? {
+//!     println!("{}", e.name);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod error;
+pub mod fs;
+pub mod ldlm;
+pub mod ns;
+
+pub use error::{Error, Result};
+pub use fs::{ClientConfig, Cred, Fs};
+pub use ns::Entry;
+
+use lnd::{AcceptMode, Config as LnetConfig, Lnet, NiConfig, Node, Placement};
+use proto::fid::LuFid;
+use proto::mdt::MdtBody;
+use proto::nid::Nid;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::pin::Pin;
+use std::rc::Rc;
+
+type Job = Box<dyn FnOnce(Rc<Fs>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// A mounted file system.
+#[derive(Debug)]
+pub struct Client {
+    jobs: Option<flume::Sender<Job>>,
+    node: Option<Node>,
+    /// Our NID.
+    pub nid: Nid,
+}
+
+/// Picks our NID: loopback MGSs are reached from a free `127.0.1.x` (each client process needs
+/// its own NID on a host); others from the address the kernel routes towards the MGS.
+fn pick_nid(mgs: Nid, port: u16) -> Result<Nid> {
+    let ip =
+        mgs.ipv4().ok_or_else(|| Error::new(libc::EINVAL).ctx("the MGS NID is not an IP NID"))?;
+    if ip.is_loopback() {
+        let start = u8::try_from(std::process::id() % 200).unwrap_or(0);
+        for i in 0..250u8 {
+            let a = Ipv4Addr::new(127, 0, 1, 2 + (start.wrapping_add(i)) % 250);
+            if TcpListener::bind(SocketAddrV4::new(a, port)).is_ok() {
+                return Ok(Nid::new(mgs.net(), u32::from(a)));
+            }
+        }
+        return Err(Error::new(libc::EADDRINUSE).ctx("no free loopback address for our NID"));
+    }
+    let s = UdpSocket::bind("0.0.0.0:0")
+        .map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    s.connect(SocketAddrV4::new(ip, port))
+        .map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    match s.local_addr() {
+        Ok(std::net::SocketAddr::V4(a)) => Ok(Nid::new(mgs.net(), u32::from(*a.ip()))),
+        _ => Err(Error::new(libc::EADDRNOTAVAIL)),
+    }
+}
+
+impl Client {
+    /// Mounts `cfg.fsname` from `cfg.mgs`.
+    pub fn mount(cfg: ClientConfig) -> Result<Client> {
+        let nid = match cfg.nid {
+            Some(n) => n,
+            None => pick_nid(cfg.mgs, cfg.port)?,
+        };
+        let mut lc = LnetConfig::new(vec![NiConfig::new(nid, cfg.port).map_err(Error::from)?]);
+        lc.port = cfg.port;
+        lc.placement = Placement::Unbound(1);
+        lc.accept = AcceptMode::All;
+        // SAFETY: geteuid has no preconditions.
+        lc.connect_privileged = unsafe { libc::geteuid() } == 0;
+        lc.routes = ptlrpc::lnet_routes();
+        lc.lazy_portals = vec![proto::portal::LDLM_CB_REQUEST];
+        lc.timeout = cfg.timeout.max(std::time::Duration::from_secs(5));
+        lc.discovery_timeout = cfg.timeout;
+        let (tx, rx) = flume::bounded::<Job>(1024);
+        let (mounted_tx, mounted_rx) = std::sync::mpsc::channel::<Result<()>>();
+        let node = Node::start(lc, move |lnet: Lnet| async move {
+            let fs = match Fs::mount(lnet.clone(), cfg).await {
+                Ok(fs) => {
+                    let _ = mounted_tx.send(Ok(()));
+                    fs
+                }
+                Err(e) => {
+                    let _ = mounted_tx.send(Err(e));
+                    return;
+                }
+            };
+            while let Ok(job) = rx.recv_async().await {
+                let fs = fs.clone();
+                glommio::spawn_local(async move { job(fs).await }).detach();
+            }
+            fs.umount().await;
+        })
+        .map_err(Error::from)?;
+        match mounted_rx.recv() {
+            Ok(Ok(())) => Ok(Client { jobs: Some(tx), node: Some(node), nid }),
+            Ok(Err(e)) => {
+                drop(tx);
+                node.stop();
+                let _ = node.join();
+                Err(e.ctx("mount"))
+            }
+            Err(_) => Err(Error::new(libc::EIO).ctx("mount: client thread died")),
+        }
+    }
+
+    /// Runs `f` on the client's executor and waits for its result.
+    pub fn run<R, F, Fut>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Fs>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R>> + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job: Job = Box::new(move |fs| {
+            Box::pin(async move {
+                let _ = tx.send(f(fs).await);
+            })
+        });
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| Error::new(libc::ESHUTDOWN))?
+            .send(job)
+            .map_err(|_| Error::new(libc::ESHUTDOWN))?;
+        rx.recv().map_err(|_| Error::new(libc::ESHUTDOWN))?
+    }
+
+    /// `mkdir`.
+    pub fn mkdir(&self, path: &str, mode: u32, c: Cred) -> Result<LuFid> {
+        let p = path.to_string();
+        self.run(move |fs| async move { fs.mkdir(&p, mode, &[], c).await.map(|x| x.0) })
+    }
+
+    /// Creates an empty file, optionally with a layout (`ns::user_layout`).
+    pub fn create(&self, path: &str, mode: u32, layout: Vec<u8>, c: Cred) -> Result<LuFid> {
+        let p = path.to_string();
+        self.run(move |fs| async move { fs.create(&p, mode, &layout, c).await.map(|x| x.0) })
+    }
+
+    /// `stat` (follows symlinks when `follow`).
+    pub fn stat(&self, path: &str, follow: bool, c: Cred) -> Result<(LuFid, MdtBody)> {
+        let p = path.to_string();
+        self.run(move |fs| async move { fs.resolve(&p, c, follow).await })
+    }
+
+    /// Directory entries.
+    pub fn ls(&self, path: &str, c: Cred) -> Result<Vec<Entry>> {
+        let p = path.to_string();
+        self.run(move |fs| async move {
+            let (f, _) = fs.resolve(&p, c, true).await?;
+            fs.readdir(f, c).await
+        })
+    }
+
+    /// `rm` (or `rmdir` when `dir`).
+    pub fn remove(&self, path: &str, dir: bool, c: Cred) -> Result<()> {
+        let p = path.to_string();
+        self.run(move |fs| async move { fs.unlink(&p, dir, c).await.map(|_| ()) })
+    }
+
+    /// `mv`.
+    pub fn rename(&self, src: &str, dst: &str, c: Cred) -> Result<()> {
+        let (s, d) = (src.to_string(), dst.to_string());
+        self.run(move |fs| async move { fs.rename(&s, &d, 0, c).await })
+    }
+
+    /// `ln`.
+    pub fn link(&self, src: &str, dst: &str, c: Cred) -> Result<()> {
+        let (s, d) = (src.to_string(), dst.to_string());
+        self.run(move |fs| async move { fs.link(&s, &d, c).await.map(|_| ()) })
+    }
+
+    /// `ln -s`.
+    pub fn symlink(&self, target: &str, path: &str, c: Cred) -> Result<()> {
+        let (t, p) = (target.to_string(), path.to_string());
+        self.run(move |fs| async move { fs.symlink(&t, &p, c).await.map(|_| ()) })
+    }
+
+    /// Unmounts: disconnects every import and stops the client's node.
+    pub fn umount(mut self) -> Result<()> {
+        self.shutdown();
+        Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        self.jobs.take();
+        if let Some(n) = self.node.take() {
+            // The executor disconnects when its job channel closes; give it a moment.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            n.stop();
+            let _ = n.join();
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

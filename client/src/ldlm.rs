@@ -1,0 +1,133 @@
+//! The client's side of the LDLM: the locks it holds, which target each came from, and the
+//! caches each protects (dropped when the lock goes: a blocking callback, a cancel, the LRU).
+
+use proto::fid::LdlmResId;
+use proto::ldlm::Policy;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Which import a lock belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tgt {
+    /// The MGS (config locks).
+    Mgc,
+    /// An MDT.
+    Mdc(u32),
+    /// An OST.
+    Osc(u32),
+}
+
+/// A lock the client holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLock {
+    /// Our cookie.
+    pub handle: u64,
+    /// The server's cookie.
+    pub remote: u64,
+    /// Where it came from.
+    pub target: Tgt,
+    /// The resource.
+    pub res: LdlmResId,
+    /// Granted mode.
+    pub mode: u32,
+    /// Granted policy.
+    pub policy: Policy,
+    /// Last use (for the LRU).
+    pub last_used: Instant,
+    /// A blocking callback asked for it back.
+    pub cancelling: bool,
+}
+
+/// The lock table.
+#[derive(Debug)]
+pub struct ClientLdlm {
+    locks: RefCell<HashMap<u64, ClientLock>>,
+    next: Cell<u64>,
+    /// Most locks kept before the least recently used are given back
+    /// (`ldlm.namespaces.*.lru_size`).
+    pub lru_size: Cell<usize>,
+}
+
+impl ClientLdlm {
+    /// An empty table; cookies start from `seed`.
+    #[must_use]
+    pub fn new(seed: u64) -> ClientLdlm {
+        ClientLdlm {
+            locks: RefCell::new(HashMap::new()),
+            next: Cell::new(seed),
+            lru_size: Cell::new(10_000),
+        }
+    }
+    /// A new cookie for a lock about to be enqueued.
+    pub fn new_handle(&self) -> u64 {
+        let h = self.next.get().wrapping_add(1);
+        self.next.set(h);
+        h
+    }
+    /// Records a granted lock.
+    pub fn insert(&self, l: ClientLock) {
+        self.locks.borrow_mut().insert(l.handle, l);
+    }
+    /// Removes a lock (it was cancelled or is unknown to the server).
+    pub fn remove(&self, handle: u64) -> Option<ClientLock> {
+        self.locks.borrow_mut().remove(&handle)
+    }
+    /// A lock by our cookie.
+    #[must_use]
+    pub fn get(&self, handle: u64) -> Option<ClientLock> {
+        self.locks.borrow().get(&handle).cloned()
+    }
+    /// Marks a lock used now.
+    pub fn touch(&self, handle: u64) {
+        if let Some(l) = self.locks.borrow_mut().get_mut(&handle) {
+            l.last_used = Instant::now();
+        }
+    }
+    /// Marks a lock as being given back; false if it is unknown.
+    pub fn mark_cancelling(&self, handle: u64) -> bool {
+        match self.locks.borrow_mut().get_mut(&handle) {
+            Some(l) => {
+                l.cancelling = true;
+                true
+            }
+            None => false,
+        }
+    }
+    /// Number of locks.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.locks.borrow().len()
+    }
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.locks.borrow().is_empty()
+    }
+    /// Locks to give back to stay under the LRU size, oldest first.
+    #[must_use]
+    pub fn lru_victims(&self) -> Vec<u64> {
+        let locks = self.locks.borrow();
+        let over = locks.len().saturating_sub(self.lru_size.get());
+        if over == 0 {
+            return Vec::new();
+        }
+        let mut v: Vec<(&Instant, u64)> = locks
+            .values()
+            .filter(|l| !l.cancelling && l.target != Tgt::Mgc)
+            .map(|l| (&l.last_used, l.handle))
+            .collect();
+        v.sort();
+        v.into_iter().take(over).map(|(_, h)| h).collect()
+    }
+    /// Every lock of a target (eviction drops them all).
+    #[must_use]
+    pub fn of_target(&self, t: Tgt) -> Vec<u64> {
+        self.locks.borrow().values().filter(|l| l.target == t).map(|l| l.handle).collect()
+    }
+    /// Granted locks on a resource (to match before enqueueing).
+    #[must_use]
+    pub fn on_resource(&self, res: &LdlmResId) -> Vec<ClientLock> {
+        self.locks.borrow().values().filter(|l| l.res == *res && !l.cancelling).cloned().collect()
+    }
+}
