@@ -105,7 +105,8 @@ fn check_round(path: &Path, seed: u64, max_acked: usize) -> Result<usize, String
 
 #[test]
 fn sigkill_rounds() {
-    let dir = std::env::temp_dir().join(format!("osd-kill-{}", std::process::id()));
+    // /tmp, not $TMPDIR: O_DIRECT needs a real file system (tmpfs has none; /tmp is ext4 here).
+    let dir = std::path::Path::new("/tmp").join(format!("osd-kill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("osd.img");
     let one: Option<u64> = std::env::var("OSD_KILL_SEED").ok().and_then(|s| s.parse().ok());

@@ -51,7 +51,8 @@ fn shards_have_independent_regions() {
 
 #[test]
 fn io_uring_file_device_with_committer() {
-    let dir = std::env::temp_dir().join(format!("osd-dma-{}", std::process::id()));
+    // /tmp, not $TMPDIR: O_DIRECT needs a real file system (tmpfs has none; /tmp is ext4 here).
+    let dir = std::path::Path::new("/tmp").join(format!("osd-dma-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("dev.img");
     let ex = glommio::LocalExecutorBuilder::default().io_memory(1 << 20).make().unwrap();
