@@ -652,6 +652,9 @@ pub(crate) fn decode_streams(streams: &[Vec<u8>; 5]) -> Result<crate::store::Sto
         if n > d.remaining() / 4 || n == 0 {
             return Err(d.err("bad extent length"));
         }
+        if pblk.checked_add(n as u64).is_none() {
+            return Err(d.err("extent past the end of the device"));
+        }
         let mut blocks = Vec::with_capacity(n);
         for i in 0..n {
             blocks.push(BlockRef { pblk: pblk + i as u64, crc: d.u32()? });

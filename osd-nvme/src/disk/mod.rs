@@ -750,9 +750,9 @@ impl<D: BlockDev> DiskOsd<D> {
         th.reserved.blocks -= take.blocks;
         th.reserved.meta -= take.meta;
         th.reserved.journal -= take.journal;
-        st.res.blocks -= take.blocks;
-        st.res.meta -= take.meta;
-        st.res.journal -= take.journal;
+        st.res.blocks = st.res.blocks.saturating_sub(take.blocks);
+        st.res.meta = st.res.meta.saturating_sub(take.meta);
+        st.res.journal = st.res.journal.saturating_sub(take.journal);
         Ok(())
     }
 
@@ -1343,9 +1343,9 @@ impl<D: BlockDev> Osd for DiskOsd<D> {
         th.state = TxnState::Stopped;
         let (commit_now, failed) = {
             let mut st = inner.st.borrow_mut();
-            st.running -= 1;
-            st.res.blocks -= th.reserved.blocks;
-            st.res.meta -= th.reserved.meta;
+            st.running = st.running.saturating_sub(1);
+            st.res.blocks = st.res.blocks.saturating_sub(th.reserved.blocks);
+            st.res.meta = st.res.meta.saturating_sub(th.reserved.meta);
             // The commit record always fits: trans_start reserved 64 bytes for it.
             encode_rec(&mut st.jbuf, th.transno, None, th.nrecs);
             let journal = th.reserved.journal;
