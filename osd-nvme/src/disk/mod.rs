@@ -126,7 +126,6 @@ struct State {
     jbuf: Vec<u8>,
     jstopped: Vec<Stopped>,
     committing: bool,
-    data_dirty: bool,
     stops: u64,
     durable_stops: u64,
     /// New transactions wait while a checkpoint takes its snapshot.
@@ -391,10 +390,15 @@ pub(crate) async fn replay_journal(
         RingReader { base, start: sb.journal_start, j, first: u64::MAX, chunk: IoBuf::new(0) };
     let mut bytes = Vec::new();
     let mut seq = hdr.journal_seq;
+    // (first sequence number, first byte) of the newest batch read.
+    let mut last_batch: Option<(u64, usize)> = None;
     while seq - hdr.journal_seq < j {
         let b = ring.block(dev, seq % j).await?;
         match open_block(b, JOURNAL_MAGIC, fsid) {
             Ok(h) if h.seq == seq => {
+                if last_batch.is_none_or(|(first, _)| first != h.aux) {
+                    last_batch = Some((h.aux, bytes.len()));
+                }
                 bytes.extend_from_slice(&b[HDR_LEN..HDR_LEN + h.used as usize]);
                 seq += 1;
             }
@@ -422,6 +426,12 @@ pub(crate) async fn replay_journal(
     }
     let mut recs = Vec::new();
     let mut committed = HashSet::new();
+    let mut in_last_batch = HashSet::new();
+    let last_start = match last_batch {
+        Some((_, start)) if start < bytes.len() => start,
+        // No batch, or the newest is an empty seal block: every batch was flushed.
+        _ => usize::MAX,
+    };
     let mut pos = 0usize;
     let mut out = Replay { end_seq, ..Replay::default() };
     while pos < bytes.len() {
@@ -431,14 +441,35 @@ pub(crate) async fn replay_journal(
                 break;
             }
             Some((r, len)) => {
-                pos += len;
                 match r {
                     JRec::Commit(t, _) => {
                         committed.insert(t);
+                        if pos >= last_start {
+                            in_last_batch.insert(t);
+                        }
                     }
                     JRec::Op(t, rec) => recs.push((t, rec)),
                 }
+                pos += len;
             }
+        }
+    }
+    // The newest batch shared its flush with the data it points at: if the power failed
+    // before that flush ended, the batch may be on disk without all of its data. No one was
+    // told it committed, so it is dropped unless every data block it maps is intact.
+    if !in_last_batch.is_empty() {
+        let blocks: Vec<BlockRef> = recs
+            .iter()
+            .filter(|(t, _)| in_last_batch.contains(t))
+            .filter_map(|(_, r)| if let Rec::Map { blocks, .. } = r { Some(blocks) } else { None })
+            .flatten()
+            .copied()
+            .collect();
+        if !data_intact(dev, base, sb, &blocks).await? {
+            for t in &in_last_batch {
+                committed.remove(t);
+            }
+            out.torn_tail = true;
         }
     }
     for (t, rec) in recs {
@@ -459,6 +490,27 @@ pub(crate) async fn replay_journal(
     out.txns = committed.len() as u64;
     out.max_txn = out.max_txn.max(committed.iter().copied().max().unwrap_or(0));
     Ok(out)
+}
+
+/// Whether every block holds the bytes its crc32c says.
+async fn data_intact(
+    dev: &impl BlockDev,
+    base: u64,
+    sb: &Superblock,
+    blocks: &[BlockRef],
+) -> Result<bool> {
+    let mut buf = IoBuf::new(BLOCK_SIZE);
+    for b in blocks {
+        if b.pblk >= sb.data_blocks {
+            return Ok(false);
+        }
+        let off = io_off(base, sb.data_start + b.pblk);
+        dev.submit(&mut [IoOp::Read { off, buf: &mut buf[..] }]).await?;
+        if crc32c::crc32c(&buf) != b.crc {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Reads the journal ring in 1 MiB chunks, so that a scan holds one chunk, not the ring.
@@ -566,7 +618,6 @@ impl<D: BlockDev> DiskOsd<D> {
             jbuf: Vec::new(),
             jstopped: Vec::new(),
             committing: false,
-            data_dirty: false,
             stops: 0,
             durable_stops: 0,
             gate: false,
@@ -801,9 +852,9 @@ impl<D: BlockDev> DiskOsd<D> {
                 return Ok(());
             }
             st.committing = true;
-            let d = st.data_dirty;
-            st.data_dirty = false;
-            (std::mem::take(&mut st.jbuf), std::mem::take(&mut st.jstopped), d, st.jhead)
+            // One flush covers the batch and the data it maps (replay checks the data of the
+            // newest batch, the only one whose flush may not have finished).
+            (std::mem::take(&mut st.jbuf), std::mem::take(&mut st.jstopped), false, st.jhead)
         };
         let res = self.write_batch(&buf, head, flush_data).await;
         let nblocks = buf.len().div_ceil(PAYLOAD) as u64;
@@ -1018,7 +1069,6 @@ impl<D: BlockDev> DiskOsd<D> {
                 return Err(e);
             }
         };
-        st.data_dirty = true;
         let blocks = pblks.iter().zip(crcs).map(|(&pblk, crc)| BlockRef { pblk, crc }).collect();
         let size = if extend { end } else { 0 };
         let rec = Rec::Map { fid: *fid, lblk: off / BLOCK, blocks, size };
