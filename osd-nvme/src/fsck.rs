@@ -11,6 +11,7 @@ use crate::dev::{BlockDev, IoOp};
 use crate::disk::format::{BlockRef, CkptHdr};
 use crate::disk::{Region, load_ckpt, read_headers, replay_journal, slot_name};
 use crate::error::OsdError;
+use crate::store::BodyMap;
 use crate::types::{BLOCK, BLOCK_SIZE};
 
 /// What fsck found.
@@ -149,8 +150,8 @@ pub async fn fsck(dev: &impl BlockDev, region: Region) -> FsckReport {
         rep.objects += 1;
         rep.xattrs += o.xattrs.len() as u64;
         rep.index_entries += o.index.len() as u64;
-        for (l, r) in &o.body {
-            blocks.push((*r, format!("{fid} lblk {l}")));
+        for (l, r) in o.body.blocks_iter() {
+            blocks.push((r, format!("{fid} lblk {l}")));
         }
     }
     if alloc.nblocks() - alloc.free() != blocks.len() as u64 {
@@ -227,7 +228,7 @@ pub async fn locate(dev: &impl BlockDev, region: Region) -> crate::Result<Vec<(S
             sb.journal_start + hdr.journal_seq % sb.journal_blocks,
         ));
     }
-    if let Some(b) = store.objs.values().flat_map(|o| o.body.values()).next() {
+    if let Some((_, b)) = store.objs.values().flat_map(|o| o.body.blocks_iter()).next() {
         out.push(("data block".to_string(), sb.data_start + b.pblk));
     }
     Ok(out)

@@ -301,7 +301,11 @@ pub(crate) fn copy_value(v: &[u8], buf: &mut [u8]) -> Result<usize> {
     Ok(v.len())
 }
 
-pub(crate) fn objects_after<B>(s: &Store<B>, after: Option<LuFid>, max: usize) -> Vec<LuFid> {
+pub(crate) fn objects_after<B: crate::store::BodyBlock>(
+    s: &Store<B>,
+    after: Option<LuFid>,
+    max: usize,
+) -> Vec<LuFid> {
     use std::ops::Bound;
     let lo = after.map_or(Bound::Unbounded, Bound::Excluded);
     s.objs.range((lo, Bound::Unbounded)).take(max).map(|(f, _)| *f).collect()

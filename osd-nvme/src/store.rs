@@ -31,14 +31,75 @@ const OBJ_MEM: u64 = 320;
 const ENTRY_MEM: u64 = 96;
 const BLOCK_MEM: u64 = 48;
 
+/// An object's block map: logical block -> block.
+pub(crate) trait BodyMap<B>: Default + Clone + PartialEq + Eq + core::fmt::Debug {
+    /// The block at `l`.
+    fn lookup(&self, l: u64) -> Option<B>;
+    /// Maps `l` to `b`; returns what was there.
+    fn map_block(&mut self, l: u64, b: B) -> Option<B>;
+    /// Unmaps `from..to`; returns what was there.
+    fn unmap_range(&mut self, from: u64, to: u64) -> Vec<B>;
+    /// Mapped blocks.
+    fn count(&self) -> u64;
+    /// Memory estimate.
+    fn mem(&self) -> u64;
+    /// Upper bound of its checkpoint bytes.
+    fn meta(&self) -> u64;
+    /// Every mapping in logical order.
+    fn blocks_iter(&self) -> impl Iterator<Item = (u64, B)> + '_;
+}
+
+/// A kind of body block and the map that holds it.
+pub(crate) trait BodyBlock: Clone + PartialEq + Eq + core::fmt::Debug + Sized {
+    type Map: BodyMap<Self>;
+}
+
+/// The plain per-block map (memory OSD: the blocks are the bytes).
+impl<B: Clone + PartialEq + Eq + core::fmt::Debug> BodyMap<B> for BTreeMap<u64, B> {
+    fn lookup(&self, l: u64) -> Option<B> {
+        self.get(&l).cloned()
+    }
+    fn map_block(&mut self, l: u64, b: B) -> Option<B> {
+        self.insert(l, b)
+    }
+    fn unmap_range(&mut self, from: u64, to: u64) -> Vec<B> {
+        if from >= to {
+            return Vec::new();
+        }
+        let keys: Vec<u64> = self.range(from..to).map(|(k, _)| *k).collect();
+        keys.iter().filter_map(|k| self.remove(k)).collect()
+    }
+    fn count(&self) -> u64 {
+        self.len() as u64
+    }
+    fn mem(&self) -> u64 {
+        self.len() as u64 * BLOCK_MEM
+    }
+    fn meta(&self) -> u64 {
+        self.len() as u64 * BLOCK_META
+    }
+    fn blocks_iter(&self) -> impl Iterator<Item = (u64, B)> + '_ {
+        self.iter().map(|(k, v)| (*k, v.clone()))
+    }
+}
+
+impl BodyBlock for Box<[u8]> {
+    type Map = BTreeMap<u64, Box<[u8]>>;
+}
+
+#[cfg(test)]
+impl BodyBlock for u32 {
+    type Map = BTreeMap<u64, u32>;
+}
+
 /// One object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Obj<B> {
+pub(crate) struct Obj<B: BodyBlock> {
     pub(crate) ty: ObjType,
     pub(crate) attr: Attr,
     pub(crate) xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Logical block number -> block (regular objects, symlinks).
-    pub(crate) body: BTreeMap<u64, B>,
+    pub(crate) body: B::Map,
     /// Internal key -> value (index objects). Directory keys are `hash_be ++ name`.
     pub(crate) index: BTreeMap<Vec<u8>, Vec<u8>>,
 }
@@ -94,7 +155,7 @@ pub(crate) enum Rec<B> {
 
 /// All objects of one OSD, with running totals of their checkpoint size and memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Store<B> {
+pub(crate) struct Store<B: BodyBlock> {
     pub(crate) objs: BTreeMap<LuFid, Obj<B>>,
     /// Upper bound of the checkpoint image's record bytes.
     pub(crate) meta_bytes: u64,
@@ -102,7 +163,7 @@ pub(crate) struct Store<B> {
     pub(crate) mem_bytes: u64,
 }
 
-impl<B> Default for Store<B> {
+impl<B: BodyBlock> Default for Store<B> {
     fn default() -> Self {
         Store { objs: BTreeMap::new(), meta_bytes: 0, mem_bytes: 0 }
     }
@@ -142,7 +203,7 @@ pub(crate) fn check_lengths(name_or_key: &[u8], value: &[u8], is_xattr: bool) ->
     Ok(())
 }
 
-impl<B: Clone> Store<B> {
+impl<B: BodyBlock> Store<B> {
     pub(crate) fn get(&self, fid: &LuFid) -> Result<&Obj<B>> {
         self.objs.get(fid).ok_or(OsdError::NoObject(*fid))
     }
@@ -150,7 +211,7 @@ impl<B: Clone> Store<B> {
     pub(crate) fn attr_get(&self, fid: &LuFid) -> Result<Attr> {
         let o = self.get(fid)?;
         let mut a = o.attr;
-        a.blocks = o.body.len() as u64 * 8;
+        a.blocks = o.body.count() * 8;
         Ok(a)
     }
 
@@ -332,7 +393,7 @@ impl<B: Clone> Store<B> {
                         ty,
                         attr,
                         xattrs: BTreeMap::new(),
-                        body: BTreeMap::new(),
+                        body: B::Map::default(),
                         index: BTreeMap::new(),
                     },
                 );
@@ -346,7 +407,7 @@ impl<B: Clone> Store<B> {
                 let (mb, mm) = obj_cost(&o);
                 self.meta_bytes -= mb;
                 self.mem_bytes -= mm;
-                freed.extend(o.body.into_values());
+                freed.extend(o.body.blocks_iter().map(|(_, b)| b));
             }
             Rec::AttrSet { fid, mask, attr } => {
                 let o = self.obj_mut(&fid)?;
@@ -425,31 +486,24 @@ impl<B: Clone> Store<B> {
                 if lblk.checked_add(blocks.len() as u64).is_none_or(|e| e > max_blocks) {
                     return Err(OsdError::corrupt("journal", format!("map past the end in {fid}")));
                 }
-                let mut added = 0u64;
+                let (m0, k0) = (o.body.meta(), o.body.mem());
+                let n = blocks.len() as u64;
+                freed = o.body.unmap_range(lblk, lblk + n);
                 for (i, b) in blocks.into_iter().enumerate() {
-                    match o.body.insert(lblk + i as u64, b) {
-                        Some(old) => freed.push(old),
-                        None => added += 1,
-                    }
+                    o.body.map_block(lblk + i as u64, b);
                 }
                 o.attr.size = o.attr.size.max(size);
-                self.meta_bytes += added * BLOCK_META;
-                self.mem_bytes += added * BLOCK_MEM;
+                let (m1, k1) = (o.body.meta(), o.body.mem());
+                self.meta_bytes = self.meta_bytes + m1 - m0;
+                self.mem_bytes = self.mem_bytes + k1 - k0;
             }
             Rec::Unmap { fid, from, to } => {
                 let o = self.obj_mut(&fid)?;
-                if from >= to {
-                    return Ok(freed);
-                }
-                let keys: Vec<u64> = o.body.range(from..to).map(|(k, _)| *k).collect();
-                for k in &keys {
-                    if let Some(b) = o.body.remove(k) {
-                        freed.push(b);
-                    }
-                }
-                let n = keys.len() as u64;
-                self.meta_bytes -= n * BLOCK_META;
-                self.mem_bytes -= n * BLOCK_MEM;
+                let (m0, k0) = (o.body.meta(), o.body.mem());
+                freed = o.body.unmap_range(from, to);
+                let (m1, k1) = (o.body.meta(), o.body.mem());
+                self.meta_bytes = self.meta_bytes + m1 - m0;
+                self.mem_bytes = self.mem_bytes + k1 - k0;
             }
         }
         Ok(freed)
@@ -470,9 +524,9 @@ fn entry_cost(fixed: u64, k: &[u8], v: &[u8]) -> (u64, u64) {
     (fixed + n, ENTRY_MEM + n)
 }
 
-fn obj_cost<B>(o: &Obj<B>) -> (u64, u64) {
-    let mut mb = OBJ_META + o.body.len() as u64 * BLOCK_META;
-    let mut mm = OBJ_MEM + o.body.len() as u64 * BLOCK_MEM;
+fn obj_cost<B: BodyBlock>(o: &Obj<B>) -> (u64, u64) {
+    let mut mb = OBJ_META + o.body.meta();
+    let mut mm = OBJ_MEM + o.body.mem();
     for (k, v) in &o.xattrs {
         let (a, b) = entry_cost(XATTR_META, k, v);
         mb += a;
@@ -491,7 +545,8 @@ pub(crate) fn meta_growth(kind: Growth) -> u64 {
     match kind {
         Growth::Object => OBJ_META,
         Growth::Entry(n) => INDEX_META.max(XATTR_META) + n as u64,
-        Growth::Blocks(n) => n * BLOCK_META,
+        // A write of n blocks may split a run in two and start one: three runs more.
+        Growth::Blocks(n) => 3 * crate::disk::extent::RUN_META + n * BLOCK_META,
     }
 }
 

@@ -8,7 +8,7 @@ use proto::fid::LuFid;
 
 use crate::codec::{Dec, Enc};
 use crate::error::{OsdError, Result};
-use crate::store::Rec;
+use crate::store::{BodyMap, Rec};
 use crate::types::{Attr, AttrMask, BLOCK, BLOCK_SIZE, ObjType};
 
 /// Superblock magic: "RUSTROSD" little-endian.
@@ -587,12 +587,12 @@ pub(crate) fn encode_obj(streams: &mut [Vec<u8>; 5], fid: &LuFid, o: &crate::sto
         put_kv(&mut e, k, v);
     }
     // Extents: runs of consecutive logical blocks on consecutive device blocks.
-    let mut it = o.body.iter().peekable();
-    while let Some((&l0, b0)) = it.next() {
+    let mut it = o.body.blocks_iter().peekable();
+    while let Some((l0, b0)) = it.next() {
         let mut crcs = vec![b0.crc];
         let mut next_l = l0 + 1;
         let mut next_p = b0.pblk + 1;
-        while let Some(&(&l, b)) = it.peek() {
+        while let Some(&(l, b)) = it.peek() {
             if l != next_l || b.pblk != next_p || crcs.len() >= 65_536 {
                 break;
             }

@@ -16,6 +16,7 @@
 pub mod format;
 
 mod alloc;
+pub(crate) mod extent;
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
@@ -30,7 +31,7 @@ use crate::dev::{BlockDev, IoOp};
 use crate::error::{OsdError, Result};
 use crate::mem::{PunchStep, copy_value, objects_after, punch_plan};
 use crate::seg::{Seg, by_block, segments};
-use crate::store::{BLOCK_META, Rec, Store};
+use crate::store::{BodyMap, Growth, Rec, Store, meta_growth};
 use crate::types::{
     Attr, AttrMask, BLOCK, BLOCK_SIZE, IndexPage, MAX_OBJECT_BYTES, NAME_MAX, ObjType, StatFs,
     XattrMode,
@@ -327,7 +328,7 @@ pub(crate) async fn load_ckpt(
     // Every mapped block is allocated exactly once; every allocated block is mapped.
     let mut seen = Alloc::new(sb.data_blocks);
     for (fid, o) in &store.objs {
-        for (l, r) in &o.body {
+        for (l, r) in o.body.blocks_iter() {
             if seen.mark_used(r.pblk).is_err() {
                 return Err(OsdError::corrupt(
                     Stream::Extents.name(),
@@ -1049,10 +1050,11 @@ impl<D: BlockDev> DiskOsd<D> {
                 .iter()
                 .map(|(l, r)| {
                     let covered: usize = segs[r.clone()].iter().map(|s| s.len).sum();
-                    if covered == BLOCK_SIZE { None } else { o.body.get(l).copied() }
+                    if covered == BLOCK_SIZE { None } else { o.body.lookup(*l) }
                 })
                 .collect();
-            let need = Declared { blocks: nblk, meta: nblk * BLOCK_META, journal: 0 };
+            let need =
+                Declared { blocks: nblk, meta: meta_growth(Growth::Blocks(nblk)), journal: 0 };
             self.consume(&mut st, th, need)?;
             let runs = st.alloc.alloc(nblk)?;
             let pblks: Vec<u64> = runs.iter().flat_map(|&(s, l)| s..s + l).collect();
@@ -1203,8 +1205,7 @@ impl<D: BlockDev> DiskOsd<D> {
             let o = st.store.body_obj(fid, "read")?;
             let n = total.min(o.attr.size.saturating_sub(off));
             let segs = segments(off, &lens, n);
-            let maps: Vec<Option<BlockRef>> =
-                segs.iter().map(|s| o.body.get(&s.lblk).copied()).collect();
+            let maps: Vec<Option<BlockRef>> = segs.iter().map(|s| o.body.lookup(s.lblk)).collect();
             (segs, maps, n)
         };
         // Plan: pieces in buffer order. Direct runs read whole blocks into caller memory.
@@ -1291,7 +1292,7 @@ impl<D: BlockDev> DiskOsd<D> {
         if let Some((pblk, lblk)) = bad {
             // A concurrent write may have replaced (and a commit released) the block.
             let st = self.inner.st.borrow();
-            let now = st.store.get(fid).ok().and_then(|o| o.body.get(&lblk).copied());
+            let now = st.store.get(fid).ok().and_then(|o| o.body.lookup(lblk));
             if now.map(|r| r.pblk) != Some(pblk) {
                 return Ok(None);
             }
@@ -1538,7 +1539,7 @@ impl<D: BlockDev> Osd for DiskOsd<D> {
         let steps = {
             let st = self.inner.st.borrow();
             let o = st.store.body_obj(fid, "punch")?;
-            punch_plan(start, end, |l| o.body.get(&l).map(|_| (0usize, 0usize)), |_, a, b| (a, b))
+            punch_plan(start, end, |l| o.body.lookup(l).map(|_| (0usize, 0usize)), |_, a, b| (a, b))
         };
         let zeros = vec![0u8; BLOCK_SIZE];
         for step in steps {
@@ -1550,6 +1551,9 @@ impl<D: BlockDev> Osd for DiskOsd<D> {
                 PunchStep::Unmap(from, to) => {
                     let mut st = self.inner.st.borrow_mut();
                     st.store.body_obj(fid, "punch")?;
+                    // Punching inside a run splits it: one run more.
+                    let need = Declared { blocks: 0, meta: extent::RUN_META, journal: 0 };
+                    self.consume(&mut st, th, need)?;
                     self.log_apply(&mut st, th, Rec::Unmap { fid: *fid, from, to })?;
                 }
             }
