@@ -2,7 +2,6 @@
 
 pub mod config;
 pub mod ldlm;
-pub mod logger;
 pub mod mdt;
 pub mod mesh;
 pub mod mgs;

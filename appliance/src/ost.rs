@@ -42,6 +42,7 @@ impl OstShard {
             osd,
             exports: RefCell::new(ExportTable::new(
                 u16::try_from(shard).unwrap_or(0),
+                slot,
                 salt,
                 ExportLimits::default(),
             )),

@@ -254,6 +254,18 @@ async fn serve(sh: &Rc<Shard>, inc: &Incoming) -> (Outcome, bool) {
     }
     let req = Req { inc, target, export: cookie, conn, flags, flags2 };
     let outcome = dispatch(sh, &req).await;
+    if matches!(outcome, Outcome::Error(e) if e == -ENOTSUPP) {
+        crate::ratelog::warn(
+            "unsupported opcode",
+            &format!(
+                "{}: {:?} ({}) from {} is not supported",
+                target.name(&sh.cfg.fsname),
+                inc.opc(),
+                inc.body.pb_opc.get(),
+                inc.peer
+            ),
+        );
+    }
     let keep = match &outcome {
         Outcome::Reply(r) => Some(r.clone()),
         Outcome::Error(_) => None,

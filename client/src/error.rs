@@ -40,13 +40,18 @@ impl Error {
 
 impl From<ptlrpc::RpcError> for Error {
     fn from(e: ptlrpc::RpcError) -> Error {
-        Error { errno: e.errno(), context: String::new() }
+        // Keep what the errno cannot say (a decode failure, a timeout) as context.
+        let context = match &e {
+            ptlrpc::RpcError::Status(_) => String::new(),
+            other => other.to_string(),
+        };
+        Error { errno: e.errno(), context }
     }
 }
 
 impl From<proto::WireError> for Error {
-    fn from(_: proto::WireError) -> Error {
-        Error::new(libc::EPROTO)
+    fn from(e: proto::WireError) -> Error {
+        Error { errno: libc::EPROTO, context: format!("protocol: {e}") }
     }
 }
 

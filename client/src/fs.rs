@@ -192,7 +192,7 @@ impl Fs {
             portal::MGS_REQUEST,
             portal::MGC_REPLY,
             "MGS",
-            &format!("{uuid}-mgc"),
+            &new_uuid(),
             Opcode::MgsConnect,
         );
         mc.conn_cookie = conn;

@@ -762,6 +762,31 @@ impl Fs {
     }
 }
 
+impl Fs {
+    /// The layout new files in a directory without its own default get: the root's default,
+    /// else the file system's (the lov descriptor of the client log), as `lfs getstripe`
+    /// shows for such a directory.
+    pub async fn inherited_layout(self: &Rc<Self>, c: Cred) -> Result<LovMd> {
+        if let Some(l) = self.getstripe("/", c).await? {
+            return Ok(l);
+        }
+        let (size, count) = {
+            let log = self.log.borrow();
+            (log.stripe_size, log.stripe_count)
+        };
+        Ok(LovMd {
+            magic: proto::lov::magic::V1,
+            pattern: proto::lov::pattern::RAID0,
+            oi: proto::fid::OstId::default(),
+            stripe_size: u32::try_from(size).unwrap_or(1 << 20),
+            stripe_count: u16::try_from(count).unwrap_or(1),
+            layout_gen: proto::lov::LOV_OFFSET_DEFAULT,
+            pool: String::new(),
+            objects: Vec::new(),
+        })
+    }
+}
+
 /// A `lov_user_md_v1` asking for striping (0 = default for size/count, -1 = all/any).
 #[must_use]
 pub fn user_layout(stripe_size: u32, stripe_count: i32, offset: i32) -> Vec<u8> {

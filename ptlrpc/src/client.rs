@@ -219,10 +219,17 @@ impl Import {
         }
         let rep = self.send_once(b, None, None, None).await?;
         if rep.body.pb_type.get() == msg_kind::ERR || rep.status() < 0 {
+            log::debug!("{}: connect refused: {}", self.cfg.target_uuid, rep.status());
             return Err(RpcError::Status(rep.status().min(-1)));
         }
         let got = ObdConnectData::decode_any(rep.buf("connect data", 1, 8)?)?;
         if got.flags() & !data.flags() != 0 || got.flags2() & !data.flags2() != 0 {
+            log::warn!(
+                "{}: granted connect flags we did not ask for: {:#x} {:#x}",
+                self.cfg.target_uuid,
+                got.flags() & !data.flags(),
+                got.flags2() & !data.flags2()
+            );
             return Err(RpcError::Status(-errno::EPROTO));
         }
         let mut st = self.st.borrow_mut();

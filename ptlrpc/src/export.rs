@@ -146,7 +146,8 @@ pub struct ExportTable {
     limits: ExportLimits,
     by_cookie: HashMap<u64, Export>,
     by_uuid: HashMap<String, u64>,
-    /// `shard << 48 | counter ^ salt`: unique across shards and restarts.
+    /// `shard << 48 | slot << 40`, then `counter ^ salt`: unique across shards, the targets of
+    /// a shard (slots) and restarts (salt).
     cookie_base: u64,
     salt: u64,
     next: u64,
@@ -156,16 +157,17 @@ pub struct ExportTable {
 }
 
 impl ExportTable {
-    /// An empty table for shard `shard`; `salt` (random per process start) keeps cookies of a
-    /// restarted server from matching stale ones.
+    /// An empty table for shard `shard`; `slot` tells apart the tables of several targets on
+    /// one shard (a request's cookie names its target); `salt` (random per process start) keeps
+    /// cookies of a restarted server from matching stale ones.
     #[must_use]
-    pub fn new(shard: u16, salt: u64, limits: ExportLimits) -> ExportTable {
+    pub fn new(shard: u16, slot: u8, salt: u64, limits: ExportLimits) -> ExportTable {
         ExportTable {
             limits,
             by_cookie: HashMap::new(),
             by_uuid: HashMap::new(),
-            cookie_base: u64::from(shard) << 48,
-            salt: salt & 0xffff_ffff_ffff,
+            cookie_base: u64::from(shard) << 48 | u64::from(slot) << 40,
+            salt: salt & 0xff_ffff_ffff,
             next: 0,
             evictions: 0,
         }
@@ -198,7 +200,7 @@ impl ExportTable {
 
     fn alloc_cookie(&mut self) -> u64 {
         self.next += 1;
-        self.cookie_base | ((self.next ^ self.salt) & 0xffff_ffff_ffff)
+        self.cookie_base | ((self.next ^ self.salt) & 0xff_ffff_ffff)
     }
 
     /// Handles a connect. `supported`/`supported2` are the flags this target implements;
@@ -366,7 +368,7 @@ mod tests {
 
     #[test]
     fn connect_reconnect_and_stale() {
-        let mut t = ExportTable::new(1, 0x1234, ExportLimits::default());
+        let mut t = ExportTable::new(1, 0, 0x1234, ExportLimits::default());
         let all = flags::FULL20 | flags::VERSION | flags::FLAGS2 | flags::GRANT;
         let (c, f, f2) =
             t.connect(&req("u1", 7, 1, true), all, 0x10_0000, flags::FULL20, 0).unwrap();
@@ -400,7 +402,7 @@ mod tests {
     #[test]
     fn admit_resend_and_bounds() {
         let mut t =
-            ExportTable::new(0, 0, ExportLimits { max_in_flight: 2, ..ExportLimits::default() });
+            ExportTable::new(0, 0, 0, ExportLimits { max_in_flight: 2, ..ExportLimits::default() });
         let (c, _, _) = t.connect(&req("u", 1, 1, true), u64::MAX, 0, 0, 0).unwrap();
         let e = c.cookie();
         let peer = Nid::tcp([127, 0, 0, 1]);

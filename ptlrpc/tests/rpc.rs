@@ -45,6 +45,7 @@ fn config(nid: &str, port: u16, shards: usize) -> Config {
 async fn serve(lnet: Lnet, drops: Rc<Cell<u32>>) {
     let exports = Rc::new(RefCell::new(ExportTable::new(
         u16::try_from(lnet.shard()).unwrap(),
+        0,
         42,
         ExportLimits::default(),
     )));

@@ -152,7 +152,7 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    appliance::logger::init();
+    ptlrpc::logger::init(log::LevelFilter::Info);
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -204,6 +204,7 @@ impl MdtShard {
             store,
             exports: RefCell::new(ExportTable::new(
                 u16::try_from(shard).unwrap_or(0),
+                slot,
                 salt,
                 ExportLimits::default(),
             )),

@@ -66,6 +66,7 @@ impl MgsShard {
     ) -> Result<MgsShard, String> {
         let exports = RefCell::new(ExportTable::new(
             u16::try_from(shard).unwrap_or(0),
+            slot.unwrap_or(63),
             salt,
             ExportLimits::default(),
         ));
