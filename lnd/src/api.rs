@@ -329,7 +329,7 @@ impl Lnet {
         Ok(RequestQueue(inner))
     }
 
-    /// Resolves when the node is asked to stop.
+    /// Resolves when the node stops: [`Node::stop`], or every shard's future has returned.
     pub async fn stopped(&self) {
         loop {
             let l = self.0.shutdown.listen();
@@ -509,8 +509,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts the node's shards and runs `f(lnet)` on each; a shard stops when its future
-    /// returns (servers await [`Lnet::stopped`]).
+    /// Starts the node's shards and runs `f(lnet)` on each. The node's LNet stops as a whole,
+    /// once every shard's future has returned (or panicked) or on [`Node::stop`] (servers
+    /// await [`Lnet::stopped`]). A shard whose future returned early keeps serving until
+    /// then: it is the home shard of some peers, and the other shards' traffic to and from
+    /// those peers goes through its sockets.
     pub fn start<F, Fut>(cfg: Config, f: F) -> Result<Node>
     where
         F: FnOnce(Lnet) -> Fut + Clone + Send + 'static,
@@ -526,14 +529,16 @@ impl Node {
             .unwrap_or(1);
         let mesh: MeshBuilder<XMsg, rt::Full> = MeshBuilder::full(n, cfg.mesh_capacity);
         let counter = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(n));
         let stop2 = stop.clone();
         let pool = rt::start_pool("lnd", &cfg.placement.clone(), move || {
             let cfg = cfg.clone();
             let mesh = mesh.clone();
             let stop = stop2.clone();
             let counter = counter.clone();
+            let finished = Finished { running: running.clone(), stop: stop.clone(), done: false };
             async move {
-                run_shard(cfg, n, mesh, counter, stop, incarnation, f).await;
+                run_shard(cfg, n, mesh, counter, finished, incarnation, f).await;
             }
         })?;
         Ok(Node { pool: Some(pool), stop })
@@ -554,12 +559,41 @@ impl Node {
     }
 }
 
+/// One shard's share of the node-wide count of user futures still running. Dropped (also when
+/// the shard's future panicked) or finished, it counts the shard out; the last one out sets the
+/// node's stop flag.
+struct Finished {
+    running: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    done: bool,
+}
+
+impl Finished {
+    /// Counts this shard out; true if it was the last one.
+    fn finish(&mut self) -> bool {
+        if std::mem::replace(&mut self.done, true) {
+            return false;
+        }
+        let last = self.running.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last {
+            self.stop.store(true, Ordering::Release);
+        }
+        last
+    }
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 async fn run_shard<F, Fut>(
     cfg: Arc<Config>,
     n: usize,
     mesh: MeshBuilder<XMsg, rt::Full>,
     counter: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
+    mut finished: Finished,
     incarnation: u64,
     f: F,
 ) where
@@ -604,10 +638,19 @@ async fn run_shard<F, Fut>(
         }
     }
     let c = core.clone();
+    let stop = finished.stop.clone();
     rt::spawn(async move { crate::timer::tick_loop(c, stop).await });
     f(Lnet(core.clone())).await;
-    core.stopping.set(true);
-    core.shutdown.notify();
+    // Other shards may still need this one (peers homed here, MDs and routes owned here), so
+    // it keeps serving until the whole node stops.
+    if finished.finish() {
+        core.stopping.set(true);
+        core.shutdown.notify();
+        for s in (0..n).filter(|&s| s != id) {
+            core.xsend(s, XMsg::Stop);
+        }
+    }
+    Lnet(core.clone()).stopped().await;
     let ids: Vec<ProcessId> = core.st.borrow().peers.keys().copied().collect();
     for p in ids {
         core.close_peer(p, "shutdown");

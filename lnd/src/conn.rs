@@ -582,9 +582,6 @@ async fn connect_one(
     Ok(())
 }
 
-/// How often an idle writer looks at its queue even without a wake-up.
-const WRITER_RECHECK: Duration = Duration::from_millis(50);
-
 /// Most iovecs per `sendmsg` (well under IOV_MAX).
 const MAX_IOV: usize = 64;
 /// Most bytes gathered into one `sendmsg`.
@@ -605,11 +602,8 @@ async fn writer(core: CoreRef, cid: u64) {
         iov.clear();
         build_batch(&core, cid, &mut iov);
         if iov.is_empty() {
-            log::debug!("{} shard {}: conn {cid} writer idle", core.nid_of(0), core.id);
-            // Re-check periodically as well: a multi-shard test showed a wake-up that never
-            // arrived (under investigation, see docs/lnet.md); the bound keeps it harmless.
-            let _ = rt::timeout(WRITER_RECHECK, listen).await;
-            log::debug!("{} shard {}: conn {cid} writer woke", core.nid_of(0), core.id);
+            // `listen` was taken before looking at the queue: anything queued since wakes it.
+            listen.await;
             continue;
         }
         let r = match sock.sendmsg_nb(&iov) {

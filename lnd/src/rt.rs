@@ -383,3 +383,24 @@ where
         .map(Pool)
         .map_err(|e| io::Error::other(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::{block_on, poll_once};
+
+    /// The writer's idle wait relies on this: a `notify` between `listen` and the await is not
+    /// lost, and one before `listen` does not count.
+    #[test]
+    fn notify_after_listen_is_never_lost() {
+        let n = Notify::default();
+        n.notify();
+        let mut l = Box::pin(n.listen());
+        assert_eq!(block_on(poll_once(l.as_mut())), None, "an earlier notify does not count");
+        n.notify();
+        assert_eq!(block_on(poll_once(l.as_mut())), Some(()), "woken once registered");
+        let l2 = n.listen();
+        n.notify();
+        assert_eq!(block_on(poll_once(l2)), Some(()), "notified before its first poll");
+    }
+}

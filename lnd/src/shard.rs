@@ -50,6 +50,9 @@ pub(crate) enum XMsg {
     SendDone { token: u64, status: Result<()> },
     /// An incoming message for an MD or ME owned by the receiving shard.
     Deliver(Box<XDeliver>),
+    /// Every shard's user future has returned: the node stops (the stop flag says the same,
+    /// this only makes it prompt).
+    Stop,
 }
 
 #[derive(Debug)]
@@ -819,6 +822,10 @@ impl Core {
                 }
             }
             XMsg::Deliver(d) => crate::rx::deliver_owned(self, *d).await,
+            XMsg::Stop => {
+                self.stopping.set(true);
+                self.shutdown.notify();
+            }
         }
     }
 

@@ -45,7 +45,9 @@ pub fn init_log() {
         }
         fn log(&self, r: &log::Record) {
             if self.enabled(r.metadata()) {
-                eprintln!("[{}] {}", r.level(), r.args());
+                let t = START.get_or_init(std::time::Instant::now).elapsed();
+                let th = std::thread::current();
+                eprintln!("[{:>9.6} {:?} {}] {}", t.as_secs_f64(), th.id(), r.level(), r.args());
             }
         }
         fn flush(&self) {}
@@ -58,6 +60,7 @@ pub fn init_log() {
         }
     }
     static LOGGER: L = L;
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Debug);
 }
