@@ -39,7 +39,12 @@ pub async fn dump<O: Osd>(osd: &O) -> Result<String> {
                     }
                 }
             } else {
-                let mut buf = vec![0u8; usize::try_from(a.size).unwrap_or(0).min(64 << 20)];
+                // Alternate exact and block-rounded buffers: both read paths get checked.
+                let mut len = usize::try_from(a.size).unwrap_or(0).min(64 << 20);
+                if fid.oid() % 2 == 0 {
+                    len = len.div_ceil(4096) * 4096;
+                }
+                let mut buf = vec![0u8; len];
                 let n = osd.read(&fid, 0, &mut [&mut buf]).await?;
                 let _ = writeln!(out, "  body {n} {:08x}", crc32c::crc32c(&buf[..n]));
             }

@@ -18,7 +18,6 @@ use osd_nvme::dev::dma::DmaDev;
 use osd_nvme::{
     Attr, DiskOsd, FormatOptions, IoBuf, LuFid, ObjType, Osd, OsdConfig, Region, XattrMode,
 };
-use rand::{Rng, SeedableRng};
 
 /// Survey the persistent OSD against fio.
 #[derive(Debug, Parser)]
@@ -129,8 +128,10 @@ async fn survey_round(
 
     // Sequential 1 MiB writes.
     let o = osd.clone();
-    let bufs: Rc<Vec<RefCell<IoBuf>>> = Rc::new(
-        (0..args.seq_qd.max(args.rand_qd)).map(|_| RefCell::new(IoBuf::new(1 << 20))).collect(),
+    let bufs: Rc<Vec<RefCell<Option<IoBuf>>>> = Rc::new(
+        (0..args.seq_qd.max(args.rand_qd))
+            .map(|_| RefCell::new(Some(IoBuf::new(1 << 20))))
+            .collect(),
     );
     let b2 = bufs.clone();
     let t = parallel(args.seq_qd, move |task, i| {
@@ -141,7 +142,7 @@ async fn survey_round(
                 return false;
             }
             // Each task owns its buffer; it is not borrowed across another task's await.
-            let mut buf = bufs[task].replace(IoBuf::new(0));
+            let mut buf = bufs[task].take().unwrap_or_else(|| IoBuf::new(1 << 20));
             buf.fill((i & 0xff) as u8);
             let mut th = o.trans_create();
             th.declare_write(&DATA, i << 20, 1 << 20);
@@ -151,7 +152,7 @@ async fn survey_round(
                 o.trans_stop(th).await
             };
             let ok = r.await.is_ok();
-            bufs[task].replace(buf);
+            bufs[task].replace(Some(buf));
             ok
         }
     })
@@ -170,9 +171,9 @@ async fn survey_round(
             if i >= chunks {
                 return false;
             }
-            let mut buf = bufs[task].replace(IoBuf::new(0));
+            let mut buf = bufs[task].take().unwrap_or_else(|| IoBuf::new(1 << 20));
             let ok = o.read(&DATA, i << 20, &mut [&mut buf]).await.is_ok_and(|n| n == 1 << 20);
-            bufs[task].replace(buf);
+            bufs[task].replace(Some(buf));
             ok
         }
     })
@@ -184,25 +185,25 @@ async fn survey_round(
     let blocks = size / 4096;
     let secs = Duration::from_secs(args.secs);
     let ops = Rc::new(Cell::new(0u64));
-    let (o, n) = (osd.clone(), ops.clone());
+    let (o, n, b2) = (osd.clone(), ops.clone(), bufs.clone());
     let start = Instant::now();
     parallel(args.rand_qd, move |task, i| {
-        let (o, n) = (o.clone(), n.clone());
+        let (o, n, bufs) = (o.clone(), n.clone(), b2.clone());
         async move {
             if start.elapsed() > secs {
                 return false;
             }
-            let mut rng = rand::rngs::StdRng::seed_from_u64(i ^ (task as u64) << 40);
-            let off = rng.random_range(0..blocks) * 4096;
-            let buf = IoBuf::new(4096);
+            let off = (mix(i ^ (task as u64) << 40) % blocks) * 4096;
+            let buf = bufs[task].take().unwrap_or_else(|| IoBuf::new(1 << 20));
             let mut th = o.trans_create();
             th.declare_write(&DATA, off, 4096);
             let r = async {
                 o.trans_start(&mut th).await?;
-                o.write(&mut th, &DATA, off, &[&buf]).await?;
+                o.write(&mut th, &DATA, off, &[&buf[..4096]]).await?;
                 o.trans_stop(th).await
             };
             let ok = r.await.is_ok();
+            bufs[task].replace(Some(buf));
             n.set(n.get() + u64::from(ok));
             ok
         }
@@ -215,18 +216,20 @@ async fn survey_round(
 
     // Random 4 KiB reads.
     let ops = Rc::new(Cell::new(0u64));
-    let (o, n) = (osd.clone(), ops.clone());
+    let (o, n, b2) = (osd.clone(), ops.clone(), bufs.clone());
     let start = Instant::now();
     parallel(args.rand_qd, move |task, i| {
-        let (o, n) = (o.clone(), n.clone());
+        let (o, n, bufs) = (o.clone(), n.clone(), b2.clone());
         async move {
             if start.elapsed() > secs {
                 return false;
             }
-            let mut rng = rand::rngs::StdRng::seed_from_u64(i ^ (task as u64) << 40);
-            let off = rng.random_range(0..blocks) * 4096;
-            let mut buf = IoBuf::new(4096);
+            let off = (mix(i ^ (task as u64) << 40) % blocks) * 4096;
+            let mut buf = bufs[task].take().unwrap_or_else(|| IoBuf::new(1 << 20));
+            buf.set_len(4096);
             let ok = o.read(&DATA, off, &mut [&mut buf]).await.is_ok();
+            buf.set_len(1 << 20);
+            bufs[task].replace(Some(buf));
             n.set(n.get() + u64::from(ok));
             ok
         }
@@ -344,6 +347,15 @@ fn fio(args: &Args, file: &Path, rw: &str, bs: &str, qd: usize, timed: bool) -> 
     let bw: f64 = fields.get(bw)?.parse().ok()?;
     let iops: f64 = fields.get(iops)?.parse().ok()?;
     Some((bw / 1024.0, iops))
+}
+
+/// A cheap, well-mixed hash of the operation number (splitmix64): random offsets without a
+/// generator's cost in the measured loop.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn peak_rss_kib() -> u64 {

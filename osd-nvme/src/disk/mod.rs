@@ -2,14 +2,16 @@
 //! its own allocator, journal and checkpoints.
 //!
 //! * Metadata (object index, attributes, xattrs, extent maps, index objects) lives in memory
-//!   as a `Store` (the object model both OSDs share), bounded by the configured cache size, and on disk as a checkpoint image
-//!   plus the journal of redo records since that image.
+//!   as a `Store` (the object model both OSDs share), bounded by the configured cache size,
+//!   and on disk as a checkpoint image plus the journal of redo records since that image.
 //! * Data is never overwritten in place: a write goes to newly allocated blocks whose crc32c
 //!   lands in the extent map; the old blocks are released once the transaction that replaced
 //!   them is durable. So a crash always finds either the old or the new block, both intact.
-//! * A group commit flushes the data written so far, writes the journal records of all
-//!   stopped transactions with one commit record per transaction, and flushes again; then the
-//!   commit callbacks fire.
+//! * A group commit writes the journal records of all stopped transactions (one commit record
+//!   per transaction) and flushes once, which makes the batch and the data it maps durable;
+//!   then the commit callbacks fire. Replay checks the data of the newest batch, the only one
+//!   whose flush may not have finished. An idle committer seals the tail with an empty block so
+//!   that damage to the newest batch is detected.
 //! * When the journal is half full a checkpoint writes the whole image to the inactive slot
 //!   (flush, then its header, flush) and the journal before it is reused.
 
@@ -1038,6 +1040,12 @@ impl<D: BlockDev> DiskOsd<D> {
         if total == 0 {
             return Ok(0);
         }
+        if let [buf] = bufs
+            && off.is_multiple_of(BLOCK)
+            && total.is_multiple_of(BLOCK)
+        {
+            return self.write_aligned(th, fid, off, buf, if extend { end } else { 0 }).await;
+        }
         let lens: Vec<usize> = bufs.iter().map(|b| b.len()).collect();
         let segs = segments(off, &lens, total);
         let groups = by_block(&segs);
@@ -1088,6 +1096,132 @@ impl<D: BlockDev> DiskOsd<D> {
             return Err(e);
         }
         Ok(usize::try_from(total).unwrap_or(usize::MAX))
+    }
+
+    /// Whole blocks from one buffer (the common case: no read-modify-write, no bounce
+    /// buffers, one device write per physical run straight from the caller's memory).
+    async fn write_aligned(
+        &self,
+        th: &mut Txn,
+        fid: &LuFid,
+        off: u64,
+        buf: &[u8],
+        size: u64,
+    ) -> Result<usize> {
+        let nblk = (buf.len() / BLOCK_SIZE) as u64;
+        let runs = {
+            let mut st = self.inner.st.borrow_mut();
+            st.store.body_obj(fid, "write")?;
+            let need =
+                Declared { blocks: nblk, meta: meta_growth(Growth::Blocks(nblk)), journal: 0 };
+            self.consume(&mut st, th, need)?;
+            st.alloc.alloc(nblk)?
+        };
+        let release = |st: &mut State| {
+            for &(s, l) in &runs {
+                for p in s..s + l {
+                    let _ = st.alloc.release(p);
+                }
+            }
+        };
+        let mut blocks = Vec::with_capacity(buf.len() / BLOCK_SIZE);
+        let mut ops = Vec::with_capacity(runs.len());
+        let mut pos = 0usize;
+        for &(start, len) in &runs {
+            let bytes = usize::try_from(len).unwrap_or(0) * BLOCK_SIZE;
+            let chunk = &buf[pos..pos + bytes];
+            for (i, b) in chunk.chunks(BLOCK_SIZE).enumerate() {
+                blocks.push(BlockRef { pblk: start + i as u64, crc: crc32c::crc32c(b) });
+            }
+            ops.push(IoOp::Write { off: self.data_off(start), buf: chunk });
+            pos += bytes;
+        }
+        let res = self.inner.dev.submit(&mut ops).await;
+        drop(ops);
+        let mut st = self.inner.st.borrow_mut();
+        if let Err(e) = res {
+            release(&mut st);
+            return Err(e);
+        }
+        if st.store.body_obj(fid, "write").is_err() {
+            release(&mut st);
+            return Err(OsdError::NoObject(*fid));
+        }
+        let rec = Rec::Map { fid: *fid, lblk: off / BLOCK, blocks, size };
+        if let Err(e) = self.log_apply(&mut st, th, rec) {
+            release(&mut st);
+            return Err(e);
+        }
+        Ok(buf.len())
+    }
+
+    /// Whole blocks into one buffer: one device read per physical run, straight into the
+    /// caller's memory. `None`: a block changed under the read (retry).
+    async fn read_aligned(&self, fid: &LuFid, off: u64, buf: &mut [u8]) -> Result<Option<usize>> {
+        // (device block of the run or None for a hole, crcs of the run's blocks)
+        let mut runs: Vec<(Option<u64>, Vec<u32>)> = Vec::new();
+        let n = {
+            let st = self.inner.st.borrow();
+            let o = st.store.body_obj(fid, "read")?;
+            let n = (buf.len() as u64).min(o.attr.size.saturating_sub(off));
+            let first = off / BLOCK;
+            for l in first..first + n.div_ceil(BLOCK) {
+                match (o.body.lookup(l), runs.last_mut()) {
+                    (Some(r), Some((Some(p), crcs))) if *p + crcs.len() as u64 == r.pblk => {
+                        crcs.push(r.crc);
+                    }
+                    (None, Some((None, crcs))) => crcs.push(0),
+                    (Some(r), _) => runs.push((Some(r.pblk), vec![r.crc])),
+                    (None, _) => runs.push((None, vec![0])),
+                }
+            }
+            usize::try_from(n).unwrap_or(0)
+        };
+        {
+            let mut ops = Vec::with_capacity(runs.len());
+            let mut rest = &mut buf[..];
+            for (p, crcs) in &runs {
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(crcs.len() * BLOCK_SIZE);
+                rest = tail;
+                match p {
+                    Some(p) => ops.push(IoOp::Read { off: self.data_off(*p), buf: head }),
+                    None => head.fill(0),
+                }
+            }
+            if !ops.is_empty() {
+                self.inner.dev.submit(&mut ops).await?;
+            }
+        }
+        let mut at = 0usize;
+        for (p, crcs) in &runs {
+            if let Some(p) = p {
+                for (i, crc) in crcs.iter().enumerate() {
+                    let b = &buf[at + i * BLOCK_SIZE..at + (i + 1) * BLOCK_SIZE];
+                    if crc32c::crc32c(b) != *crc {
+                        let lblk = off / BLOCK + ((at / BLOCK_SIZE) + i) as u64;
+                        let st = self.inner.st.borrow();
+                        let now = st.store.get(fid).ok().and_then(|o| o.body.lookup(lblk));
+                        if now.map(|r| r.pblk) != Some(p + i as u64) {
+                            return Ok(None);
+                        }
+                        return Err(OsdError::corrupt(
+                            "data block",
+                            format!(
+                                "block {} of {fid} lblk {lblk}: checksum mismatch",
+                                p + i as u64
+                            ),
+                        ));
+                    }
+                }
+            }
+            at += crcs.len() * BLOCK_SIZE;
+        }
+        // The last block may hold bytes past the end of the object: never hand them out.
+        let end = n.div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
+        if let Some(past) = buf.get_mut(n..end) {
+            past.fill(0);
+        }
+        Ok(Some(n))
     }
 
     /// Device I/O of a write: RMW reads, then the data writes. Returns the block crcs.
@@ -1182,8 +1316,16 @@ impl<D: BlockDev> DiskOsd<D> {
     /// Device reads of a body read into the caller's buffers; `Ok(false)` if a block changed
     /// under the read (retry).
     async fn read_inner(&self, fid: &LuFid, off: u64, bufs: &mut [&mut [u8]]) -> Result<usize> {
+        let aligned = match bufs {
+            [b] => off.is_multiple_of(BLOCK) && (b.len() as u64).is_multiple_of(BLOCK),
+            _ => false,
+        };
         for attempt in 0..3 {
-            match self.read_once(fid, off, bufs).await? {
+            let r = match bufs {
+                [b] if aligned => self.read_aligned(fid, off, b).await?,
+                _ => self.read_once(fid, off, bufs).await?,
+            };
+            match r {
                 Some(n) => return Ok(n),
                 None if attempt < 2 => continue,
                 None => break,
