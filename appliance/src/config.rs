@@ -4,6 +4,7 @@
 //! ```toml
 //! fsname = "rustre"
 //! cores = 2
+//! sync_journal = true        # commit before replying (clients never need to replay)
 //!
 //! [network]
 //! nids = ["192.168.1.10@tcp"]
@@ -79,6 +80,10 @@ pub struct ApplianceConfig {
     pub ldlm_timeout: u64,
     /// Seconds of silence after which a client is evicted.
     pub evict_timeout: u64,
+    /// Commit metadata and object creations before replying (Lustre's `sync_journal`): every
+    /// acknowledged change survives a crash without clients replaying requests. Off, replies
+    /// carry the transno and clients learn commits through `last_committed`.
+    pub sync_journal: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +96,7 @@ struct FileConfig {
     cache_size: Option<String>,
     ldlm_timeout: Option<u64>,
     evict_timeout: Option<u64>,
+    sync_journal: Option<bool>,
     network: Option<FileNetwork>,
     #[serde(default)]
     target: Vec<FileTarget>,
@@ -168,6 +174,7 @@ impl ApplianceConfig {
             },
             ldlm_timeout: 100,
             evict_timeout: 150,
+            sync_journal: true,
         }
     }
 
@@ -212,6 +219,9 @@ impl ApplianceConfig {
         }
         if let Some(t) = f.evict_timeout {
             c.evict_timeout = t;
+        }
+        if let Some(s) = f.sync_journal {
+            c.sync_journal = s;
         }
         if let Some(n) = f.network {
             if let Some(nids) = n.nids {

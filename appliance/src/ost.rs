@@ -131,6 +131,9 @@ pub async fn create_object(sh: &Rc<Shard>, ost: u32, fid: LuFid) -> Result<(), i
         }
         let mut th = osd.trans_create();
         th.declare_create(&fid);
+        if x.cfg.sync_journal {
+            th.set_sync();
+        }
         osd.trans_start(&mut th).await.map_err(|e| errno_of(&e))?;
         let r = osd
             .create(

@@ -135,6 +135,19 @@ pub struct Fs {
     config_lock: Cell<u64>,
     /// RPCs sent (for `rlfs` statistics and tests).
     pub rpcs: Cell<u64>,
+    /// Counters of what the client did.
+    pub stats: FsStats,
+}
+
+/// Counters of a mounted client (what tests and `rlfs -v` report).
+#[derive(Debug, Default)]
+pub struct FsStats {
+    /// Lookups answered from the dentry cache under a lock.
+    pub cache_hits: Cell<u64>,
+    /// Blocking ASTs received (locks the servers asked back).
+    pub blocking_asts: Cell<u64>,
+    /// Completion ASTs received.
+    pub completion_asts: Cell<u64>,
 }
 
 fn rand_u64() -> u64 {
@@ -216,6 +229,7 @@ impl Fs {
             fids: RefCell::new(FidAlloc::default()),
             config_lock: Cell::new(0),
             rpcs: Cell::new(0),
+            stats: FsStats::default(),
         });
         // Serve lock callbacks before anything can take a lock.
         glommio::spawn_local(callback_service(fs.clone())).detach();
@@ -621,6 +635,14 @@ async fn callback_service(fs: Rc<Fs>) {
 
 async fn handle_callback(fs: Rc<Fs>, inc: Incoming) {
     let status = callback_status(&fs, &inc);
+    let counter = match inc.opc() {
+        Opcode::LdlmBlCallback => Some(&fs.stats.blocking_asts),
+        Opcode::LdlmCpCallback => Some(&fs.stats.completion_asts),
+        _ => None,
+    };
+    if let (Ok(()), Some(c)) = (status, counter) {
+        c.set(c.get() + 1);
+    }
     let fmt = match inc.opc() {
         Opcode::LdlmBlCallback => "LDLM_BL_CALLBACK",
         Opcode::LdlmCpCallback => "LDLM_CP_CALLBACK",

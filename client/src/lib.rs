@@ -21,7 +21,7 @@ pub mod ldlm;
 pub mod ns;
 
 pub use error::{Error, Result};
-pub use fs::{ClientConfig, Cred, Fs};
+pub use fs::{ClientConfig, Cred, Fs, FsStats};
 pub use ns::Entry;
 
 use lnd::{AcceptMode, Config as LnetConfig, Lnet, NiConfig, Node, Placement};
@@ -34,6 +34,21 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 type Job = Box<dyn FnOnce(Rc<Fs>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// Counters of a client, copied out of its executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// RPCs sent.
+    pub rpcs: u64,
+    /// Lookups answered from the cache.
+    pub cache_hits: u64,
+    /// Blocking ASTs received.
+    pub blocking_asts: u64,
+    /// Completion ASTs received.
+    pub completion_asts: u64,
+    /// Locks held.
+    pub locks: usize,
+}
 
 /// A mounted file system.
 #[derive(Debug)]
@@ -188,6 +203,19 @@ impl Client {
     pub fn symlink(&self, target: &str, path: &str, c: Cred) -> Result<()> {
         let (t, p) = (target.to_string(), path.to_string());
         self.run(move |fs| async move { fs.symlink(&t, &p, c).await.map(|_| ()) })
+    }
+
+    /// A snapshot of the client's counters: (RPCs sent, cache hits, blocking ASTs).
+    pub fn counters(&self) -> Result<Counters> {
+        self.run(|fs| async move {
+            Ok(Counters {
+                rpcs: fs.rpcs.get(),
+                cache_hits: fs.stats.cache_hits.get(),
+                blocking_asts: fs.stats.blocking_asts.get(),
+                completion_asts: fs.stats.completion_asts.get(),
+                locks: fs.locks.len(),
+            })
+        })
     }
 
     /// Unmounts: disconnects every import and stops the client's node.

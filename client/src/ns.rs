@@ -145,6 +145,7 @@ impl Fs {
         };
         if let Some((f, b, l)) = cached {
             self.locks.touch(l);
+            self.stats.cache_hits.set(self.stats.cache_hits.get() + 1);
             return Ok((f, b));
         }
         let handle = self.locks.new_handle();
@@ -445,17 +446,20 @@ impl Fs {
         c: Cred,
     ) -> Result<(LuFid, Vec<u8>)> {
         let (p, n) = self.parent(path, c).await?;
-        let (fid, body, lay) = self
-            .open_at(
-                p,
-                n.as_bytes(),
-                of::FMODE_READ | of::FMODE_WRITE | of::CREAT | of::EXCL,
-                perm,
-                lov,
-                c,
-            )
-            .await
-            .map_err(|e| e.ctx(path.to_string()))?;
+        self.create_at(p, n.as_bytes(), perm, lov, c).await.map_err(|e| e.ctx(path.to_string()))
+    }
+
+    /// Creates an empty regular file `name` in `parent` (O_CREAT|O_EXCL open, then close).
+    pub async fn create_at(
+        self: &Rc<Self>,
+        parent: LuFid,
+        name: &[u8],
+        perm: u32,
+        lov: &[u8],
+        c: Cred,
+    ) -> Result<(LuFid, Vec<u8>)> {
+        let flags = of::FMODE_READ | of::FMODE_WRITE | of::CREAT | of::EXCL;
+        let (fid, body, lay) = self.open_at(parent, name, flags, perm, lov, c).await?;
         self.close(fid, body.mbo_open_handle.get(), None).await?;
         Ok((fid, lay))
     }

@@ -1,16 +1,41 @@
-//! A small stderr logger for Rustre's binaries: `RUSTRE_LOG=error|warn|info|debug|trace`
-//! overrides the caller's default level; each line carries a UTC timestamp and the thread
-//! (shard) name, so a console shows who said what and when.
+//! A small stderr logger for Rustre's binaries. `RUSTRE_LOG` overrides the caller's default
+//! level: a level (`error|warn|info|debug|trace|off`), optionally followed by
+//! `module=level` pairs, e.g. `RUSTRE_LOG=info,appliance::mdt=debug`. Each line carries a UTC
+//! timestamp and the thread (shard) name, so a console shows who said what and when.
 
 use std::io::Write;
 
 struct Logger {
     level: log::LevelFilter,
+    /// Per-module levels: the longest matching prefix wins.
+    modules: Vec<(String, log::LevelFilter)>,
+}
+
+impl Logger {
+    fn level_for(&self, target: &str) -> log::LevelFilter {
+        self.modules
+            .iter()
+            .filter(|(p, _)| target.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .map_or(self.level, |(_, l)| *l)
+    }
+}
+
+fn parse_level(s: &str) -> Option<log::LevelFilter> {
+    Some(match s {
+        "error" => log::LevelFilter::Error,
+        "warn" => log::LevelFilter::Warn,
+        "info" => log::LevelFilter::Info,
+        "debug" => log::LevelFilter::Debug,
+        "trace" => log::LevelFilter::Trace,
+        "off" => log::LevelFilter::Off,
+        _ => return None,
+    })
 }
 
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= self.level
+        m.level() <= self.level_for(m.target())
             && (m.target().starts_with("appliance")
                 || m.target().starts_with("lnd")
                 || m.target().starts_with("ptlrpc")
@@ -58,19 +83,26 @@ fn utc(t: std::time::Duration) -> String {
     )
 }
 
-/// Installs the logger (once) at `default` unless `RUSTRE_LOG` names another level.
+/// Installs the logger (once) at `default` unless `RUSTRE_LOG` says otherwise.
 pub fn init(default: log::LevelFilter) {
-    let level = match std::env::var("RUSTRE_LOG").as_deref() {
-        Ok("error") => log::LevelFilter::Error,
-        Ok("warn") => log::LevelFilter::Warn,
-        Ok("info") => log::LevelFilter::Info,
-        Ok("debug") => log::LevelFilter::Debug,
-        Ok("trace") => log::LevelFilter::Trace,
-        Ok("off") => log::LevelFilter::Off,
-        _ => default,
-    };
-    if log::set_boxed_logger(Box::new(Logger { level })).is_ok() {
-        log::set_max_level(level);
+    let spec = std::env::var("RUSTRE_LOG").unwrap_or_default();
+    let mut level = default;
+    let mut modules = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((m, l)) => match parse_level(l) {
+                Some(l) => modules.push((m.to_string(), l)),
+                None => eprintln!("RUSTRE_LOG: bad level {l:?} for {m}"),
+            },
+            None => match parse_level(part) {
+                Some(l) => level = l,
+                None => eprintln!("RUSTRE_LOG: bad level {part:?}"),
+            },
+        }
+    }
+    let max = modules.iter().map(|m| m.1).fold(level, std::cmp::max);
+    if log::set_boxed_logger(Box::new(Logger { level, modules })).is_ok() {
+        log::set_max_level(max);
     }
 }
 

@@ -79,6 +79,9 @@ async fn alloc_objids(sh: &Rc<Shard>, index: u32, ost: u32, n: u64) -> Result<u6
         th.declare_create(&fid);
     }
     th.declare_write(&fid, 0, 8);
+    if sh.cfg.sync_journal {
+        th.set_sync();
+    }
     osd.trans_start(&mut th).await.map_err(|e| super::store::errno_of(&e))?;
     let r = async {
         if !exists {

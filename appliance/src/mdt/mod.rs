@@ -286,7 +286,7 @@ pub async fn apply_on(
                 }
                 None => None,
             };
-            let a = m.store.apply(&ops, false, extra).await?;
+            let a = m.store.apply(&ops, x.cfg.sync_journal, extra).await?;
             destroy_layouts(&x, &a.destroyed).await;
             Ok(a)
         })

@@ -122,6 +122,9 @@ pub async fn handle(sh: &Rc<Shard>, req: &Req<'_>) -> Outcome {
     if let Ok(m) = mdt(sh, index) {
         m.stats.add(name, u64::try_from(start.elapsed().as_micros()).unwrap_or(0));
     }
+    if let Err(e) = &r {
+        log::debug!("MDT{index:04x}: {name} xid {} from {}: errno {e}", req.inc.xid, req.inc.peer);
+    }
     r.into()
 }
 
@@ -898,6 +901,13 @@ fn intent_reply(
     body: Option<&MdtBody>,
     md: Vec<u8>,
 ) -> Result<Vec<u8>, i32> {
+    if it_status != 0 {
+        log::debug!(
+            "intent {f} xid {} from {}: disposition {disposition:#x} status {it_status}",
+            req.inc.xid,
+            req.inc.peer
+        );
+    }
     let mut rep = dlm_reply(dlm, lock, disposition, 0);
     rep.lock_policy_res2 = res2(it_status).into();
     let mut b = MsgBuilder::reply(fmt(f)?, &req.inc.body)

@@ -180,32 +180,55 @@ impl MdtStore {
     /// Checks that `ops` can be applied now (the caller holds the object locks): names exist
     /// or not as required, objects exist, directories to remove are empty.
     pub async fn validate(&self, ops: &[SubOp]) -> Result<(), i32> {
+        // Ops apply in order, so each sees the names the earlier ones inserted or deleted
+        // (a rename over an existing name deletes it before inserting the new entry).
+        let mut names: std::collections::HashMap<(LuFid, Vec<u8>), Option<LuFid>> =
+            std::collections::HashMap::new();
+        let mut created: std::collections::HashSet<LuFid> = std::collections::HashSet::new();
         for op in ops {
             match op {
                 SubOp::Insert { dir, name, fid, .. } => {
-                    if let Some((cur, _)) = self.lookup(dir, name).await?
-                        && cur != *fid
-                    {
+                    let key = (*dir, name.clone());
+                    let cur = match names.get(&key) {
+                        Some(v) => *v,
+                        None => self.lookup(dir, name).await?.map(|x| x.0),
+                    };
+                    if cur.is_some_and(|c| c != *fid) {
+                        log::debug!("insert {dir}/{}: exists", String::from_utf8_lossy(name));
                         return Err(-libc::EEXIST);
                     }
+                    names.insert(key, Some(*fid));
                 }
-                SubOp::Delete { dir, name, fid } => match self.lookup(dir, name).await? {
-                    Some((cur, _)) if cur == *fid => {}
-                    _ => return Err(-libc::ENOENT),
-                },
+                SubOp::Delete { dir, name, fid } => {
+                    let key = (*dir, name.clone());
+                    let cur = match names.get(&key) {
+                        Some(v) => *v,
+                        None => self.lookup(dir, name).await?.map(|x| x.0),
+                    };
+                    if cur != Some(*fid) {
+                        return Err(-libc::ENOENT);
+                    }
+                    names.insert(key, None);
+                }
                 SubOp::Create { fid, .. } => {
-                    if self.osd.exists(fid).await {
+                    if created.contains(fid) || self.osd.exists(fid).await {
+                        log::debug!("create {fid}: exists");
                         return Err(-libc::EEXIST);
                     }
+                    created.insert(*fid);
                 }
                 SubOp::Nlink { fid, .. }
                 | SubOp::SetAttr { fid, .. }
                 | SubOp::SetXattr { fid, .. }
                 | SubOp::DelXattr { fid, .. } => {
-                    self.attr(fid).await?;
+                    if !created.contains(fid) {
+                        self.attr(fid).await?;
+                    }
                 }
                 SubOp::SetDotdot { dir, .. } => {
-                    self.lookup(dir, b"..").await?;
+                    if !created.contains(dir) {
+                        self.lookup(dir, b"..").await?;
+                    }
                 }
             }
         }
