@@ -237,3 +237,56 @@ fn random_metadata_damage_never_panics_or_lies() {
         }
     }
 }
+
+#[test]
+fn cancelled_operations_leave_the_osd_consistent() {
+    // A request task may be dropped while its I/O is in flight. A dropped write gives its new
+    // blocks back; a dropped commit makes the OSD read-only (the batch's fate is unknown);
+    // a remount is consistent either way.
+    block_on(async {
+        let dev = formatted(8 << 20);
+        let region = Region::whole(&dev);
+        let fault = Rc::new(FaultDev::new(dev.image()));
+        fault.set_yield(true);
+        let osd = DiskOsd::mount(fault.clone(), region, OsdConfig::default()).await.unwrap();
+        let f = fid(1);
+        run_txn(&osd, &[Op::Create(f, ObjType::Regular)], true, |_| {}).await.unwrap();
+        let free = osd.statfs().await.unwrap().bfree;
+        for aligned in [true, false] {
+            let mut th = osd.trans_create();
+            th.declare_write(&f, 0, 8192);
+            osd.trans_start(&mut th).await.unwrap();
+            let data = vec![7u8; 8192];
+            let off = if aligned { 0 } else { 100 };
+            {
+                let bufs: [&[u8]; 1] = [&data];
+                let mut w = Box::pin(osd.write(&mut th, &f, off, &bufs));
+                assert!(futures_lite::future::poll_once(&mut w).await.is_none());
+            } // dropped mid-I/O
+            osd.trans_stop(th).await.unwrap();
+            osd.sync().await.unwrap();
+            assert_eq!(osd.statfs().await.unwrap().bfree, free, "blocks leaked");
+        }
+        let good = dump(&osd).await.unwrap();
+        // Drop a sync in the middle of its journal write.
+        let mut th = osd.trans_create();
+        th.declare_write(&f, 0, 4096);
+        osd.trans_start(&mut th).await.unwrap();
+        osd.write(&mut th, &f, 0, &[&[9u8; 4096]]).await.unwrap();
+        osd.trans_stop(th).await.unwrap();
+        {
+            let mut s = Box::pin(osd.sync());
+            assert!(futures_lite::future::poll_once(&mut s).await.is_none());
+        }
+        let e = run_txn(&osd, &[Op::Write(f, 0, 10, 5)], false, |_| {}).await.unwrap_err();
+        assert_eq!(e.errno(), libc::EROFS);
+        drop(osd);
+        let dev2 = Rc::new(MemDev::from_image(fault.cache_image()));
+        let osd = DiskOsd::mount(dev2.clone(), region, OsdConfig::default()).await.unwrap();
+        let got = dump(&osd).await.unwrap();
+        assert!(got == good || got.contains("body 4096"), "{got}");
+        drop(osd);
+        let rep = osd_nvme::fsck::fsck(&dev2, region).await;
+        assert!(rep.is_clean(), "{}", rep.summary());
+    });
+}

@@ -186,6 +186,37 @@ impl<D: BlockDev> core::fmt::Debug for DiskOsd<D> {
     }
 }
 
+/// Undoes a piece of in-flight work if its future is dropped before it finished (a request
+/// task cancelled while it awaited I/O): the closure runs on drop unless disarmed.
+struct OnCancel<'a> {
+    st: &'a RefCell<State>,
+    ev: &'a Event,
+    undo: Option<Undo<'a>>,
+}
+
+type Undo<'a> = Box<dyn FnOnce(&mut State) + 'a>;
+
+impl<'a> OnCancel<'a> {
+    fn new(st: &'a RefCell<State>, ev: &'a Event, undo: impl FnOnce(&mut State) + 'a) -> Self {
+        OnCancel { st, ev, undo: Some(Box::new(undo)) }
+    }
+    fn disarm(&mut self) {
+        self.undo = None;
+    }
+}
+
+impl Drop for OnCancel<'_> {
+    fn drop(&mut self) {
+        if let Some(undo) = self.undo.take()
+            && let Ok(mut st) = self.st.try_borrow_mut()
+        {
+            undo(&mut st);
+            drop(st);
+            self.ev.notify();
+        }
+    }
+}
+
 /// What mount (and fsck) read from disk.
 #[derive(Debug)]
 pub(crate) struct Loaded {
@@ -746,7 +777,9 @@ impl<D: BlockDev> DiskOsd<D> {
             st.committing = true;
             st.jhead
         };
+        let mut guard = OnCancel::new(&inner.st, &inner.ev, |st| st.committing = false);
         let r = self.write_batch(&[], head, false).await;
+        guard.disarm();
         {
             let mut st = inner.st.borrow_mut();
             st.committing = false;
@@ -859,7 +892,14 @@ impl<D: BlockDev> DiskOsd<D> {
             // newest batch, the only one whose flush may not have finished).
             (std::mem::take(&mut st.jbuf), std::mem::take(&mut st.jstopped), false, st.jhead)
         };
+        // Dropped mid-write: the batch's fate is unknown and its records left the buffer, so
+        // the in-memory state may be ahead of the journal: refuse updates until remounted.
+        let mut guard = OnCancel::new(&inner.st, &inner.ev, |st| {
+            st.committing = false;
+            st.failed = true;
+        });
         let res = self.write_batch(&buf, head, flush_data).await;
+        guard.disarm();
         let nblocks = buf.len().div_ceil(PAYLOAD) as u64;
         let mut cbs = Vec::new();
         {
@@ -968,7 +1008,13 @@ impl<D: BlockDev> DiskOsd<D> {
             }
             inner.ev.wait(g).await;
         }
+        // Dropped mid-checkpoint: the active checkpoint is unchanged; reopen for others.
+        let mut guard = OnCancel::new(&inner.st, &inner.ev, |st| {
+            st.ckpt_running = false;
+            st.gate = false;
+        });
         let r = self.checkpoint_locked().await;
+        guard.disarm();
         {
             let mut st = inner.st.borrow_mut();
             st.ckpt_running = false;
@@ -1068,7 +1114,15 @@ impl<D: BlockDev> DiskOsd<D> {
             let pblks: Vec<u64> = runs.iter().flat_map(|&(s, l)| s..s + l).collect();
             (olds, pblks)
         };
+        // Dropped during the I/O: the new blocks were never mapped; give them back.
+        let undo = pblks.clone();
+        let mut guard = OnCancel::new(&self.inner.st, &self.inner.ev, move |st| {
+            for p in undo {
+                let _ = st.alloc.release(p);
+            }
+        });
         let res = self.write_blocks_of(fid, &segs, &groups, &olds, &pblks, bufs).await;
+        guard.disarm();
         let mut st = self.inner.st.borrow_mut();
         let crcs = match res {
             Ok(c) => c,
@@ -1136,7 +1190,10 @@ impl<D: BlockDev> DiskOsd<D> {
             ops.push(IoOp::Write { off: self.data_off(start), buf: chunk });
             pos += bytes;
         }
+        let mut guard = OnCancel::new(&self.inner.st, &self.inner.ev, |st| release(st));
         let res = self.inner.dev.submit(&mut ops).await;
+        guard.disarm();
+        drop(guard);
         drop(ops);
         let mut st = self.inner.st.borrow_mut();
         if let Err(e) = res {
