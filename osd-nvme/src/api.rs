@@ -13,6 +13,9 @@
 //!   passed to the commit callbacks. Durability follows stop order; `last_committed` is the
 //!   highest number below which every transaction is durable.
 //! * One task must not start a second transaction while it holds a running one.
+//! * Every future may be dropped (a cancelled request): an update dropped mid-I/O changes
+//!   nothing; a dropped group commit leaves the persistent OSD read-only until remounted,
+//!   because whether its batch reached the disk is unknown.
 
 use proto::fid::LuFid;
 
