@@ -96,3 +96,14 @@ fn fsck_binary_exit_codes() {
     assert!(text.contains("DAMAGE superblock"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn fresh_format_is_clean() {
+    let dev = MemDev::new(4 << 20);
+    let region = Region::whole(&dev);
+    block_on(DiskOsd::format(&dev, region, FormatOptions::default())).unwrap();
+    let rep = block_on(fsck(&dev, region));
+    assert!(rep.is_clean(), "{}", rep.summary());
+    assert_eq!((rep.objects, rep.data_blocks), (0, 0));
+    assert_eq!(rep.free_blocks, rep.total_blocks);
+}
