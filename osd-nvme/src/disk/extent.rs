@@ -77,7 +77,11 @@ impl BodyMap<BlockRef> for ExtentMap {
     }
 
     fn map_block(&mut self, l: u64, b: BlockRef) -> Option<BlockRef> {
-        let old = self.unmap_range(l, l.saturating_add(1)).pop();
+        let old = if self.find(l).is_some() {
+            self.unmap_range(l, l.saturating_add(1)).pop()
+        } else {
+            None
+        };
         if let Some((&s, r)) = self.runs.range_mut(..l).next_back() {
             let n = r.crcs.len() as u64;
             if s + n == l && r.pblk + n == b.pblk && r.crcs.len() < MAX_RUN {

@@ -1544,14 +1544,14 @@ impl<D: BlockDev> Osd for DiskOsd<D> {
                     .div_ceil(PAYLOAD as u64)
                     + u64::from(st.running)
                     + 2;
-                let pending_free: usize = st.jstopped.iter().map(|t| t.freed.len()).sum();
                 if st.gate {
                     Next::Wait
                 } else if st.ckpt_wanted && !st.ckpt_running {
                     Next::Ckpt
                 } else if d.blocks > free_blocks {
                     // Blocks released by transactions not yet durable come back at commit.
-                    if (pending_free > 0 || st.committing) && !synced {
+                    let pending_free = st.jstopped.iter().any(|t| !t.freed.is_empty());
+                    if (pending_free || st.committing) && !synced {
                         Next::Sync
                     } else {
                         return Err(OsdError::NoSpace("data blocks"));
