@@ -249,6 +249,7 @@ async fn run_shard(
                         &format!("filter-{}-OST{:04x}_UUID", cfg.fsname, t.index),
                         id,
                     );
+                    crate::ost::init_shard(&osd).await?;
                     osts.push(OstShard::new(t.index, id, salt, osd, slot));
                 }
             }
@@ -276,6 +277,8 @@ async fn run_shard(
         osts,
         stats: ShardStats::default(),
         salt,
+        cluster: RefCell::new(crate::mgc::Cluster::default()),
+        ost_imports: RefCell::new(HashMap::new()),
     });
     glommio::spawn_local(mesh.clone().serve(receivers, sh.clone())).detach();
     barrier(&sh).await;
@@ -293,6 +296,9 @@ async fn run_shard(
             crate::node::fatal(&e);
             return;
         }
+    }
+    if id == 0 && !cfg.local_mgs() {
+        glommio::spawn_local(crate::mgc::run(sh.clone())).detach();
     }
     barrier(&sh).await;
     for (p, b) in service_portals(&sh) {

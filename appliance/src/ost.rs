@@ -9,7 +9,6 @@ use crate::target::{ENOTSUPP, Outcome, Req};
 use osd_nvme::{Attr, AttrMask, LuFid, ObjType, Osd, OsdError};
 use proto::build::MsgBuilder;
 use proto::connect::ObdConnectData;
-use proto::lov::{LovForm, LovMd};
 use proto::mdt::md;
 use proto::opcode::Opcode;
 use proto::ost::{ObdStatfs, Obdo};
@@ -31,6 +30,32 @@ pub struct OstShard {
     pub exports: RefCell<ExportTable>,
     /// Lock namespace slot.
     pub slot: NsSlot,
+    /// Sequences whose precreation or orphan cleanup runs now (on their home shard).
+    busy_seqs: RefCell<std::collections::HashSet<u64>>,
+}
+
+/// Per-sequence last created object id (`LAST_ID` of an OFD), on each OST shard: key the
+/// sequence (big-endian), value the id (little-endian).
+pub const LAST_IDS: LuFid = LuFid::new(proto::fid::seq::LOCAL_FILE, 0x300, 0);
+
+/// Most objects one OST_CREATE precreates (Lustre's `OST_MAX_PRECREATE` is 20 000; our MDTs
+/// ask for far fewer at a time).
+pub const MAX_PRECREATE: u64 = 4096;
+
+/// Creates the OST's local files on a shard's OSD if missing (format and upgrade).
+pub async fn init_shard(osd: &AnyOsd) -> Result<(), String> {
+    if osd.exists(&LAST_IDS).await {
+        return Ok(());
+    }
+    let mut th = osd.trans_create();
+    th.declare_create(&LAST_IDS);
+    th.set_sync();
+    osd.trans_start(&mut th).await.map_err(|e| format!("LAST_ID index: {e}"))?;
+    let r = osd
+        .create(&mut th, &LAST_IDS, ObjType::Index, &Attr { mode: 0o100600, ..Attr::default() })
+        .await;
+    osd.trans_stop(th).await.map_err(|e| format!("LAST_ID index: {e}"))?;
+    r.map_err(|e| format!("LAST_ID index: {e}"))
 }
 
 impl OstShard {
@@ -47,6 +72,7 @@ impl OstShard {
                 ExportLimits::default(),
             )),
             slot,
+            busy_seqs: RefCell::new(std::collections::HashSet::new()),
         }
     }
 }
@@ -96,7 +122,9 @@ pub async fn known_osts(sh: &Rc<Shard>) -> Vec<u32> {
     } else {
         let mut v: Vec<u32> =
             sh.cfg.targets.iter().filter(|t| t.kind == TargetKind::Ost).map(|t| t.index).collect();
+        v.extend(sh.cluster.borrow().osts.iter().map(|o| o.0));
         v.sort_unstable();
+        v.dedup();
         v
     }
 }
@@ -122,92 +150,6 @@ fn ost_part(sh: &Shard, index: u32) -> Result<&OstShard, i32> {
     sh.ost(index).ok_or(-errno::ENODEV)
 }
 
-/// Creates an empty OST object (the in-process form of OST_CREATE precreation).
-pub async fn create_object(sh: &Rc<Shard>, ost: u32, fid: LuFid) -> Result<(), i32> {
-    on_object(sh, ost, fid, |x, ost, fid| async move {
-        let osd = &ost_part(&x, ost)?.osd;
-        if osd.exists(&fid).await {
-            return Ok(());
-        }
-        let mut th = osd.trans_create();
-        th.declare_create(&fid);
-        if x.cfg.sync_journal {
-            th.set_sync();
-        }
-        osd.trans_start(&mut th).await.map_err(|e| errno_of(&e))?;
-        let r = osd
-            .create(
-                &mut th,
-                &fid,
-                ObjType::Regular,
-                &Attr { mode: 0o100666, nlink: 1, ..Attr::default() },
-            )
-            .await;
-        osd.trans_stop(th).await.map_err(|e| errno_of(&e))?;
-        r.map_err(|e| errno_of(&e))
-    })
-    .await
-}
-
-fn layout_objects(layout: &[u8]) -> Vec<(u32, LuFid)> {
-    match LovMd::decode(layout, LovForm::Stored) {
-        Ok(l) => l
-            .objects
-            .iter()
-            .filter_map(|o| {
-                o.l_ost_oi.to_fid(o.l_ost_idx.get()).ok().map(|f| (o.l_ost_idx.get(), f))
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Destroys the OST objects of a layout (the last link of a file went).
-pub async fn destroy_layout_objects(sh: &Rc<Shard>, layout: &[u8]) {
-    for (ost, fid) in layout_objects(layout) {
-        let r = on_object(sh, ost, fid, |x, ost, fid| async move {
-            let osd = &ost_part(&x, ost)?.osd;
-            let mut th = osd.trans_create();
-            th.declare_destroy(&fid);
-            osd.trans_start(&mut th).await.map_err(|e| errno_of(&e))?;
-            let r = osd.destroy(&mut th, &fid).await;
-            osd.trans_stop(th).await.map_err(|e| errno_of(&e))?;
-            match r {
-                Ok(()) | Err(OsdError::NoObject(_)) => Ok(()),
-                Err(e) => Err(errno_of(&e)),
-            }
-        })
-        .await;
-        if let Err(e) = r {
-            log::warn!("OST{ost:04x}: destroying {fid}: errno {e}");
-        }
-    }
-}
-
-/// Truncates a file's OST objects to file size `size`.
-pub async fn truncate_objects(sh: &Rc<Shard>, layout: &[u8], size: u64) {
-    let Ok(l) = LovMd::decode(layout, LovForm::Stored) else { return };
-    let count = u64::from(l.stripe_count.max(1));
-    let ss = u64::from(l.stripe_size.max(1));
-    for (i, o) in l.objects.iter().enumerate() {
-        let Ok(fid) = o.l_ost_oi.to_fid(o.l_ost_idx.get()) else { continue };
-        // The object size that file size `size` leaves on stripe `i`.
-        let stripe = size / ss;
-        let full_rounds = stripe / count;
-        let within = size % ss;
-        let i = i as u64;
-        let osize = match (stripe % count).cmp(&i) {
-            std::cmp::Ordering::Greater => (full_rounds + 1) * ss,
-            std::cmp::Ordering::Equal => full_rounds * ss + within,
-            std::cmp::Ordering::Less => full_rounds * ss,
-        };
-        let _ = on_object(sh, o.l_ost_idx.get(), fid, move |x, ost, fid| async move {
-            punch(&ost_part(&x, ost)?.osd, fid, osize).await
-        })
-        .await;
-    }
-}
-
 async fn punch(osd: &AnyOsd, fid: LuFid, size: u64) -> Result<(), i32> {
     let mut th = osd.trans_create();
     th.declare_punch(&fid, size, u64::MAX);
@@ -220,6 +162,211 @@ async fn punch(osd: &AnyOsd, fid: LuFid, size: u64) -> Result<(), i32> {
     .await;
     osd.trans_stop(th).await.map_err(|e| errno_of(&e))?;
     r.map_err(|e| errno_of(&e))
+}
+
+/// The shard that keeps a sequence's `LAST_ID` and serialises its precreation.
+#[must_use]
+pub fn seq_home(seq: u64, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    usize::try_from(seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40).unwrap_or(0) % n
+}
+
+/// Whether an MDT may create objects in `seq` on an OST: the normal sequences our MDTs
+/// allocate for their object pools.
+fn seq_allowed(seq: u64) -> bool {
+    (proto::fid::seq::NORMAL..(1 << 62)).contains(&seq)
+}
+
+async fn last_id(osd: &AnyOsd, seq: u64) -> Result<u64, i32> {
+    match osd.index_lookup(&LAST_IDS, &seq.to_be_bytes()).await {
+        Ok(v) => Ok(v.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)),
+        Err(OsdError::NoKey) => Ok(0),
+        Err(e) => Err(errno_of(&e)),
+    }
+}
+
+async fn set_last_id(osd: &AnyOsd, seq: u64, id: u64) -> Result<(), i32> {
+    let key = seq.to_be_bytes();
+    let exists = osd.index_lookup(&LAST_IDS, &key).await.is_ok();
+    let mut th = osd.trans_create();
+    if exists {
+        th.declare_index_delete(&LAST_IDS, 8);
+    }
+    th.declare_index_insert(&LAST_IDS, 8, 8);
+    th.set_sync();
+    osd.trans_start(&mut th).await.map_err(|e| errno_of(&e))?;
+    let r = async {
+        if exists {
+            osd.index_delete(&mut th, &LAST_IDS, &key).await?;
+        }
+        osd.index_insert(&mut th, &LAST_IDS, &key, &id.to_le_bytes()).await
+    }
+    .await;
+    osd.trans_stop(th).await.map_err(|e| errno_of(&e))?;
+    r.map_err(|e| errno_of(&e))
+}
+
+/// Creates (or destroys, for orphan cleanup) the objects `ids` of `seq` on their owner
+/// shards, one synchronous transaction per shard.
+async fn objects_on_shards(
+    sh: &Rc<Shard>,
+    ost: u32,
+    seq: u64,
+    ids: std::ops::RangeInclusive<u64>,
+    create: bool,
+) -> Result<(), i32> {
+    let mut by_shard: Vec<Vec<LuFid>> = vec![Vec::new(); sh.n];
+    for id in ids {
+        let fid = LuFid::new(seq, u32::try_from(id).map_err(|_| -errno::EOVERFLOW)?, 0);
+        by_shard[ost_shard_of(&fid, sh.n)].push(fid);
+    }
+    for (s, fids) in by_shard.into_iter().enumerate().filter(|(_, f)| !f.is_empty()) {
+        sh.mesh
+            .call(sh, s, move |x: Rc<Shard>| async move {
+                let osd = &ost_part(&x, ost)?.osd;
+                let mut todo = Vec::with_capacity(fids.len());
+                for f in fids {
+                    if osd.exists(&f).await == create {
+                        continue; // already there (or gone): a replayed batch
+                    }
+                    todo.push(f);
+                }
+                for chunk in todo.chunks(256) {
+                    let mut th = osd.trans_create();
+                    for f in chunk {
+                        if create {
+                            th.declare_create(f);
+                        } else {
+                            th.declare_destroy(f);
+                        }
+                    }
+                    th.set_sync();
+                    osd.trans_start(&mut th).await.map_err(|e| errno_of(&e))?;
+                    let mut r = Ok(());
+                    for f in chunk {
+                        r = if create {
+                            osd.create(
+                                &mut th,
+                                f,
+                                ObjType::Regular,
+                                &Attr { mode: 0o100666, nlink: 1, ..Attr::default() },
+                            )
+                            .await
+                        } else {
+                            osd.destroy(&mut th, f).await
+                        };
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    osd.trans_stop(th).await.map_err(|e| errno_of(&e))?;
+                    r.map_err(|e| errno_of(&e))?;
+                }
+                Ok::<(), i32>(())
+            })
+            .await
+            .map_err(|_| -errno::ESHUTDOWN)??;
+    }
+    Ok(())
+}
+
+/// OST_CREATE's work (ofd's precreate and orphan cleanup) for one MDT sequence on OST `ost`:
+/// with `orphan_keep`, destroys the objects after that id that the MDT never used and
+/// returns the new last id; otherwise creates objects up to `want` (at most
+/// [`MAX_PRECREATE`] more than exist) and returns the last one created. Objects become
+/// durable before `LAST_ID` moves, so a crash leaves at worst objects past `LAST_ID`, which
+/// the next precreation adopts.
+pub async fn precreate(
+    sh: &Rc<Shard>,
+    ost: u32,
+    seq: u64,
+    want: u64,
+    orphan_keep: Option<u64>,
+) -> Result<u64, i32> {
+    if !seq_allowed(seq) {
+        return Err(-errno::EINVAL);
+    }
+    if !local_ost(sh, ost) {
+        return Err(-errno::ENODEV);
+    }
+    let home = seq_home(seq, sh.n);
+    sh.mesh
+        .call(sh, home, move |x: Rc<Shard>| async move {
+            // One precreation per sequence at a time (its MDT shard serialises too; this
+            // covers resends racing the original).
+            loop {
+                if ost_part(&x, ost)?.busy_seqs.borrow_mut().insert(seq) {
+                    break;
+                }
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            let r = async {
+                let osd = &ost_part(&x, ost)?.osd;
+                let last = last_id(osd, seq).await?;
+                if let Some(keep) = orphan_keep {
+                    if keep < last {
+                        objects_on_shards(&x, ost, seq, keep + 1..=last, false).await?;
+                        set_last_id(osd, seq, keep).await?;
+                        log::info!(
+                            "OST{ost:04x}: destroyed {} orphan objects of sequence {seq:#x}",
+                            last - keep
+                        );
+                        return Ok(keep);
+                    }
+                    return Ok(last);
+                }
+                let target = want.min(last + MAX_PRECREATE).min(u64::from(u32::MAX));
+                if target <= last {
+                    return Ok(last);
+                }
+                objects_on_shards(&x, ost, seq, last + 1..=target, true).await?;
+                set_last_id(osd, seq, target).await?;
+                Ok(target)
+            }
+            .await;
+            if let Ok(p) = ost_part(&x, ost) {
+                p.busy_seqs.borrow_mut().remove(&seq);
+            }
+            r
+        })
+        .await
+        .map_err(|_| -errno::ESHUTDOWN)?
+}
+
+/// Whether an object exists (on its owner shard).
+pub async fn object_exists(sh: &Rc<Shard>, ost: u32, fid: LuFid) -> bool {
+    on_object(sh, ost, fid, |x, ost, fid| async move {
+        Ok::<bool, i32>(ost_part(&x, ost)?.osd.exists(&fid).await)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Destroys one OST object (OST_DESTROY, or the in-process path of the MDT).
+pub async fn destroy_object(sh: &Rc<Shard>, ost: u32, fid: LuFid) -> Result<(), i32> {
+    on_object(sh, ost, fid, |x, ost, fid| async move {
+        let osd = &ost_part(&x, ost)?.osd;
+        let mut th = osd.trans_create();
+        th.declare_destroy(&fid);
+        osd.trans_start(&mut th).await.map_err(|e| errno_of(&e))?;
+        let r = osd.destroy(&mut th, &fid).await;
+        osd.trans_stop(th).await.map_err(|e| errno_of(&e))?;
+        match r {
+            Ok(()) | Err(OsdError::NoObject(_)) => Ok(()),
+            Err(e) => Err(errno_of(&e)),
+        }
+    })
+    .await
+}
+
+/// Truncates one OST object to `size` (OST_PUNCH to the end, or the in-process path).
+pub async fn punch_object(sh: &Rc<Shard>, ost: u32, fid: LuFid, size: u64) -> Result<(), i32> {
+    on_object(sh, ost, fid, move |x, ost, fid| async move {
+        punch(&ost_part(&x, ost)?.osd, fid, size).await
+    })
+    .await
 }
 
 /// Fills the grant fields of an OST's connect reply.
@@ -287,6 +434,9 @@ pub async fn handle(sh: &Rc<Shard>, req: &Req<'_>) -> Outcome {
             .await
         }
         Opcode::OstGetattr => getattr(sh, req).await,
+        Opcode::OstCreate => create(sh, req).await,
+        Opcode::OstDestroy => destroy(sh, req).await,
+        Opcode::OstPunch => punch_req(sh, req).await,
         _ => Err(-ENOTSUPP),
     };
     r.into()
@@ -316,4 +466,84 @@ async fn getattr(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
         .wire("OST_BODY", &r)
         .and_then(|b| b.build())
         .map_err(|_| -errno::EPROTO)
+}
+
+fn request_obdo(req: &Req<'_>) -> Result<Obdo, i32> {
+    let m = req.inc.msg().map_err(|_| -errno::EPROTO)?;
+    Obdo::read(m.buf(1).ok_or(-errno::EPROTO)?).map_err(|_| -errno::EPROTO)
+}
+
+fn obdo_reply(req: &Req<'_>, f: &str, oa: &Obdo) -> Result<Vec<u8>, i32> {
+    MsgBuilder::reply(fmt(f)?, &req.inc.body)
+        .wire("OST_BODY", oa)
+        .and_then(|b| b.build())
+        .map_err(|_| -errno::EPROTO)
+}
+
+/// OST_CREATE from an MDT: precreate objects of its sequence up to the id in `o_oi`, or
+/// with `OBD_FL_DELORPHAN` destroy the ones after it. The reply's `o_oi` names the last
+/// object that exists.
+async fn create(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
+    if req.flags & proto::connect::flags::MDS == 0 {
+        return Err(-errno::EPERM); // only MDTs create objects
+    }
+    let oa = request_obdo(req)?;
+    let fid = oa.o_oi.as_fid();
+    let valid = oa.o_valid.get();
+    let orphan = valid & md::FLFLAGS != 0 && oa.o_flags.get() & proto::ost::obd_fl::DELORPHAN != 0;
+    let last = precreate(
+        sh,
+        req.target.index,
+        fid.seq(),
+        u64::from(fid.oid()),
+        orphan.then_some(u64::from(fid.oid())),
+    )
+    .await?;
+    let mut r = oa;
+    r.o_oi = proto::fid::OstId::from_fid(LuFid::new(
+        fid.seq(),
+        u32::try_from(last).map_err(|_| -errno::EOVERFLOW)?,
+        0,
+    ));
+    r.o_valid = (md::FLID | md::FLGROUP).into();
+    obdo_reply(req, "OST_CREATE", &r)
+}
+
+fn object_of(req: &Req<'_>, oa: &Obdo) -> Result<LuFid, i32> {
+    let fid = oa.o_oi.to_fid(req.target.index).map_err(|_| -errno::EINVAL)?;
+    if !fid.is_sane() || fid.oid() == 0 {
+        return Err(-errno::EINVAL);
+    }
+    Ok(fid)
+}
+
+/// OST_DESTROY: removes an object (the MDT does this when a file's last link goes).
+async fn destroy(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
+    let oa = request_obdo(req)?;
+    let fid = object_of(req, &oa)?;
+    if !object_exists(sh, req.target.index, fid).await {
+        return Err(-errno::ENOENT);
+    }
+    destroy_object(sh, req.target.index, fid).await?;
+    obdo_reply(req, "OST_DESTROY", &oa)
+}
+
+/// OST_PUNCH: truncates an object; `o_size` is the new end (punching to `OBD_OBJECT_EOF`
+/// in `o_blocks`, the only form Lustre clients send for truncate).
+async fn punch_req(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
+    let oa = request_obdo(req)?;
+    let fid = object_of(req, &oa)?;
+    let valid = oa.o_valid.get();
+    if valid & (md::FLSIZE | md::FLBLOCKS) != (md::FLSIZE | md::FLBLOCKS)
+        || oa.o_blocks.get() != u64::MAX
+    {
+        return Err(-errno::EOPNOTSUPP); // hole punching inside a file: not yet
+    }
+    if !object_exists(sh, req.target.index, fid).await {
+        return Err(-errno::ENOENT);
+    }
+    punch_object(sh, req.target.index, fid, oa.o_size.get()).await?;
+    let mut r = oa;
+    r.o_valid = (md::FLID | md::FLSIZE).into();
+    obdo_reply(req, "OST_PUNCH", &r)
 }

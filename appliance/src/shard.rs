@@ -93,6 +93,11 @@ pub struct Shard {
     pub stats: ShardStats,
     /// Random per start: export cookies of a restarted server never match stale ones.
     pub salt: u64,
+    /// The rest of the file system as the MGC last read it (nodes with a remote MGS).
+    pub cluster: RefCell<crate::mgc::Cluster>,
+    /// MDT imports of remote OSTs, by (MDT index, OST index), on the shard
+    /// [`crate::osp`] assigns each OST.
+    pub ost_imports: RefCell<HashMap<(u32, u32), Rc<ptlrpc::Import>>>,
 }
 
 /// The home shard of an export cookie (export tables put the shard in the top 16 bits).

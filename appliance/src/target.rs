@@ -92,6 +92,9 @@ pub fn supported_flags(kind: TargetKind) -> (u64, u64, u64) {
         ),
         TargetKind::Ost => (
             base | ocf::FID
+                | ocf::MDS
+                | ocf::INDEX
+                | ocf::SKIP_ORPHAN
                 | ocf::GRANT
                 | ocf::SRVLOCK
                 | ocf::BRW_SIZE

@@ -11,7 +11,6 @@ use proto::cfg::{ClientLog, LustreCfg};
 use proto::connect::{self, ObdConnectData, flags as ocf};
 use proto::fid::{LdlmResId, LuFid, LuSeqRange, LustreHandle, seq_op, seq_range_flags};
 use proto::ldlm::{LdlmLockDesc, LdlmReply, LdlmRequest, Policy, lock_type, mode};
-use proto::llog::{LlogRecIter, LlogdBody, rec_type};
 use proto::mdt::MdtBody;
 use proto::mgs::{MgsConfigBody, cfg_type};
 use proto::nid::Nid;
@@ -357,47 +356,8 @@ impl Fs {
     }
 
     async fn read_log(&self, name: &str) -> Result<Vec<LustreCfg>> {
-        let mut nm = name.as_bytes().to_vec();
-        nm.push(0);
-        let b = MsgBuilder::request(Opcode::LlogOriginHandleCreate)?
-            .wire("LLOGD_BODY", &LlogdBody::default())?
-            .set("NAME", nm)?;
-        let rep = self.call(&self.mgc, b, None, None).await?;
-        let body = LlogdBody::read(rep.buf("llogd_body", 1, 48)?)?;
-        let b =
-            MsgBuilder::request(Opcode::LlogOriginHandleReadHeader)?.wire("LLOGD_BODY", &body)?;
-        let rep = self.call(&self.mgc, b, None, None).await?;
-        let hdr = proto::llog::LlogLogHdr::read(rep.buf("llog_log_hdr", 1, 8192)?)?;
-        let mut recs = Vec::new();
-        let mut q = body;
-        q.lgd_index = 1.into();
-        q.lgd_cur_offset = 8192.into();
-        q.lgd_len = 8192.into();
-        for _ in 0..4096 {
-            let b =
-                MsgBuilder::request(Opcode::LlogOriginHandleNextBlock)?.wire("LLOGD_BODY", &q)?;
-            self.rpcs.set(self.rpcs.get() + 1);
-            let rep = self.mgc.rpc(b, None).await?;
-            if rep.status() == -libc::EBADR {
-                return Ok(recs);
-            }
-            check(rep.status())?;
-            let rb = LlogdBody::read(rep.buf("llogd_body", 1, 48)?)?;
-            let chunk = rep.buf("llog chunk", 2, 0)?;
-            for r in LlogRecIter::new(chunk) {
-                let r = r?;
-                let idx = r.hdr.lrh_index.get();
-                if r.hdr.lrh_type.get() == rec_type::OBD_CFG
-                    && hdr.is_live(idx)
-                    && idx >= q.lgd_index.get()
-                {
-                    recs.push(LustreCfg::decode(r.body)?);
-                }
-            }
-            q.lgd_index = (rb.lgd_saved_index.get() + 1).into();
-            q.lgd_cur_offset = rb.lgd_cur_offset;
-        }
-        Err(Error::new(libc::EFBIG).ctx(format!("config log {name} too long")))
+        self.rpcs.set(self.rpcs.get() + 3);
+        Ok(ptlrpc::llog::read_config_log(&self.mgc, name).await?)
     }
 
     async fn config_read(&self, name: &str) -> Result<()> {
@@ -597,18 +557,32 @@ impl Fs {
             .chain(self.oscs.borrow().iter().map(|x| x.1.clone()))
             .chain([self.mgc.clone()])
             .collect();
-        for imp in imps {
-            let op = match imp.config().connect_op {
-                Opcode::MgsConnect => Opcode::MgsDisconnect,
-                Opcode::OstConnect => Opcode::OstDisconnect,
-                _ => Opcode::MdsDisconnect,
-            };
-            if let Ok(b) = MsgBuilder::request(op) {
-                let _ = imp.rpc(b.count(1), None).await;
-            }
+        // Disconnect from every target at once, each with one send: a dead server must not
+        // hold the unmount for its resend timeouts.
+        let tasks: Vec<_> = imps
+            .into_iter()
+            .filter(|imp| imp.is_connected())
+            .map(|imp| {
+                glommio::spawn_local(async move {
+                    let op = match imp.config().connect_op {
+                        Opcode::MgsConnect => Opcode::MgsDisconnect,
+                        Opcode::OstConnect => Opcode::OstDisconnect,
+                        _ => Opcode::MdsDisconnect,
+                    };
+                    if let Ok(b) = MsgBuilder::request(op) {
+                        let _ = imp.disconnect(b.count(1), UMOUNT_TIMEOUT).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
         }
     }
 }
+
+/// How long an unmount waits for each target's disconnect reply.
+pub const UMOUNT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves lock callbacks from servers on portal 15.
 async fn callback_service(fs: Rc<Fs>) {

@@ -225,11 +225,10 @@ impl Client {
     }
 
     fn shutdown(&mut self) {
+        // Closing the job channel makes the executor unmount (bounded by the disconnect
+        // timeout) and return, which stops the node.
         self.jobs.take();
         if let Some(n) = self.node.take() {
-            // The executor disconnects when its job channel closes; give it a moment.
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            n.stop();
             let _ = n.join();
         }
     }

@@ -367,6 +367,29 @@ impl Import {
         }
     }
 
+    /// Sends a DISCONNECT (built by `b`) once, waiting at most `timeout`, and marks the import
+    /// disconnected whatever the answer: the server drops the export, or evicts it later.
+    pub async fn disconnect(&self, b: MsgBuilder, timeout: Duration) -> Result<()> {
+        let mut b = b;
+        {
+            let st = self.st.borrow();
+            let body = b.body_mut();
+            body.pb_handle = LustreHandle::new(st.export);
+            body.pb_conn_cnt = st.conn_cnt.into();
+        }
+        let t = Target {
+            id: self.cfg.target,
+            request_portal: self.cfg.request_portal,
+            reply_portal: self.cfg.reply_portal,
+            timeout,
+            reply_size: self.cfg.reply_size,
+            jobid: &self.cfg.jobid,
+        };
+        let r = exchange(&self.lnet, &t, b, None, self.xids.next_xid()).await;
+        self.st.borrow_mut().connected = false;
+        r.and_then(Reply::ok).map(|_| ())
+    }
+
     /// Marks the import disconnected (the next RPC reconnects).
     pub fn disconnect_local(&self) {
         self.st.borrow_mut().connected = false;

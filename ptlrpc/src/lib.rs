@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 pub mod export;
+pub mod llog;
 pub mod logger;
 pub mod portals;
 pub mod server;

@@ -1,11 +1,10 @@
 //! Layouts of new files: stripe count, size and first OST from the request (`lov_user_md`),
-//! the parent directory's default, or the file system's default; OST objects named from
-//! per-shard counters (IDIF FIDs of each OST, `ost_idx << 16 | objid >> 32` in the sequence).
+//! the parent directory's default, or the file system's default; OST objects from the MDT
+//! shard's precreated pools ([`crate::osp`]).
 
-use super::{OST_OBJID_BASE, mdt};
 use crate::shard::Shard;
-use osd_nvme::{LuFid, Osd};
-use proto::fid::{OstId, seq};
+use osd_nvme::LuFid;
+use proto::fid::OstId;
 use proto::lov::{
     LOV_ALL_STRIPES, LOV_OFFSET_DEFAULT, LovForm, LovMd, LovOstDataV1, magic, pattern,
 };
@@ -61,55 +60,6 @@ pub async fn ost_indexes(sh: &Rc<Shard>) -> Vec<u32> {
     crate::ost::known_osts(sh).await
 }
 
-/// Allocates `n` object ids for OST `ost` from this shard's counter.
-async fn alloc_objids(sh: &Rc<Shard>, index: u32, ost: u32, n: u64) -> Result<u64, i32> {
-    let m = mdt(sh, index)?;
-    let fid = LuFid::new(seq::LOCAL_FILE, OST_OBJID_BASE + ost, 0);
-    let osd = &m.store.osd;
-    let exists = osd.exists(&fid).await;
-    let cur = if exists {
-        let mut b = [0u8; 8];
-        osd.read(&fid, 0, &mut [&mut b]).await.map_err(|e| super::store::errno_of(&e))?;
-        u64::from_le_bytes(b)
-    } else {
-        1
-    };
-    let mut th = osd.trans_create();
-    if !exists {
-        th.declare_create(&fid);
-    }
-    th.declare_write(&fid, 0, 8);
-    if sh.cfg.sync_journal {
-        th.set_sync();
-    }
-    osd.trans_start(&mut th).await.map_err(|e| super::store::errno_of(&e))?;
-    let r = async {
-        if !exists {
-            osd.create(
-                &mut th,
-                &fid,
-                osd_nvme::ObjType::Regular,
-                &osd_nvme::Attr { mode: 0o100600, ..osd_nvme::Attr::default() },
-            )
-            .await?;
-        }
-        osd.write(&mut th, &fid, 0, &[&(cur + n).to_le_bytes()]).await
-    }
-    .await;
-    osd.trans_stop(th).await.map_err(|e| super::store::errno_of(&e))?;
-    r.map_err(|e| super::store::errno_of(&e))?;
-    Ok(cur)
-}
-
-/// The FID of object `k` (per shard) of OST `ost`, allocated by MDT shard `shard` of `n`.
-#[must_use]
-pub fn ost_object_fid(ost: u32, k: u64, shard: usize, n: usize) -> LuFid {
-    // Object ids interleave per MDT shard so shards never hand out the same one.
-    let objid = k * n as u64 + shard as u64;
-    let s = seq::IDIF | (u64::from(ost & 0xffff) << 16) | ((objid >> 32) & 0xffff);
-    LuFid::new(s, (objid & 0xffff_ffff) as u32, 0)
-}
-
 /// Builds and allocates the layout of a new file.
 pub async fn allocate(
     sh: &Rc<Shard>,
@@ -135,9 +85,7 @@ pub async fn allocate(
     let mut objects = Vec::with_capacity(count);
     for i in 0..count {
         let ost = osts[(start + i) % osts.len()];
-        let k = alloc_objids(sh, index, ost, 1).await?;
-        let fid = ost_object_fid(ost, k, sh.id, sh.n);
-        crate::ost::create_object(sh, ost, fid).await?;
+        let fid = crate::osp::alloc(sh, index, ost).await?;
         objects.push(LovOstDataV1 {
             l_ost_oi: OstId::from_fid(fid),
             l_ost_gen: 0.into(),

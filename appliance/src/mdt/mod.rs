@@ -102,6 +102,8 @@ pub struct MdtShard {
     pub stats: MdStats,
     /// Refuse changes (`set_param mdt.*.readonly=1`).
     pub readonly: Cell<bool>,
+    /// OST object pools of this shard.
+    pub osp: crate::osp::Osp,
 }
 
 fn now_ts() -> Timespec {
@@ -212,6 +214,7 @@ impl MdtShard {
             opens: RefCell::new(HashMap::new()),
             next_open: Cell::new(salt << 20),
             next_seq: Cell::new(next_seq.max(1)),
+            osp: crate::osp::Osp::default(),
             next_intent: Cell::new(next_intent.max(1)),
             stats: MdStats::default(),
             readonly: Cell::new(false),
@@ -222,7 +225,8 @@ impl MdtShard {
     pub async fn alloc_seq(&self, shard: usize, n: usize) -> Result<u64, i32> {
         let k = self.next_seq.get();
         self.next_seq.set(k + 1);
-        write_u64(&self.store.osd, &SEQ_COUNTER, k + 1, true).await?;
+        // The counter's current value, not k + 1: a later allocation may have started first.
+        write_u64(&self.store.osd, &SEQ_COUNTER, self.next_seq.get(), true).await?;
         Ok(seq::NORMAL + k * n as u64 + shard as u64)
     }
 
@@ -287,7 +291,7 @@ pub async fn apply_on(
                 None => None,
             };
             let a = m.store.apply(&ops, x.cfg.sync_journal, extra).await?;
-            destroy_layouts(&x, &a.destroyed).await;
+            destroy_layouts(&x, index, &a.destroyed).await;
             Ok(a)
         })
         .await
@@ -295,10 +299,10 @@ pub async fn apply_on(
 }
 
 /// Removes the OST objects of destroyed files.
-pub async fn destroy_layouts(sh: &Rc<Shard>, destroyed: &[(LuFid, Vec<u8>)]) {
+pub async fn destroy_layouts(sh: &Rc<Shard>, index: u32, destroyed: &[(LuFid, Vec<u8>)]) {
     for (_, layout) in destroyed {
         if !layout.is_empty() {
-            crate::ost::destroy_layout_objects(sh, layout).await;
+            crate::osp::destroy_layout_objects(sh, index, layout).await;
         }
     }
 }

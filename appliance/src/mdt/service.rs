@@ -417,7 +417,7 @@ async fn reint_setattr(
     if valid & sa::SIZE != 0
         && let Ok(Some(l)) = ops::layout(sh, index, r.sa_fid).await
     {
-        crate::ost::truncate_objects(sh, &l, a.size).await;
+        crate::osp::truncate_objects(sh, index, &l, a.size).await;
     }
     let (_, ty) = ops::getattr(sh, index, r.sa_fid).await?;
     reply_body(
@@ -1218,7 +1218,7 @@ async fn intent_open(
             match ops::setattr(sh, index, &cred, child, sreq, time).await {
                 Ok((na, _)) => {
                     if let Ok(Some(l)) = ops::layout(sh, index, child).await {
-                        crate::ost::truncate_objects(sh, &l, 0).await;
+                        crate::osp::truncate_objects(sh, index, &l, 0).await;
                     }
                     a = na;
                 }
@@ -1308,7 +1308,7 @@ async fn close(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
         .await
         .map_err(|_| -errno::ESHUTDOWN)??;
     if let Some(l) = orphan_layout.filter(|l| !l.is_empty()) {
-        crate::ost::destroy_layout_objects(sh, &l).await;
+        crate::osp::destroy_layout_objects(sh, index, &l).await;
     }
     let body = match ops::getattr(sh, index, fid).await {
         Ok((a, ty)) => body_of(fid, &a, ty),

@@ -413,6 +413,29 @@ async fn revoke_config(z: &Rc<Shard>, fsname: &str) {
     }
 }
 
+/// The `mgs_target_info` a target registers with (None for the MGS itself).
+pub fn target_info(
+    fsname: &str,
+    kind: crate::store::TargetKind,
+    index: u32,
+    nids: &[proto::Nid],
+) -> Result<Option<MgsTargetInfo>, String> {
+    let (flags, tag) = match kind {
+        crate::store::TargetKind::Mdt => (ldd_flags::SV_TYPE_MDT, "MDT"),
+        crate::store::TargetKind::Ost => (ldd_flags::SV_TYPE_OST, "OST"),
+        crate::store::TargetKind::Mgs => return Ok(None),
+    };
+    let mut mti = MgsTargetInfo::new_zeroed();
+    mti.mti_flags = flags.into();
+    mti.mti_stripe_index = index.into();
+    mti.mti_lustre_ver = super::db::MGS_LUSTRE_VERSION.into();
+    mti.mti_fsname = proto::wire::cstr_array("fsname", fsname).map_err(|e| e.to_string())?;
+    mti.mti_svname = proto::wire::cstr_array("svname", &format!("{fsname}-{tag}{index:04x}"))
+        .map_err(|e| e.to_string())?;
+    mti.set_nids(nids).map_err(|e| e.to_string())?;
+    Ok(Some(mti))
+}
+
 /// Registers this node's own targets with its local MGS (the in-process form of
 /// MGS_TARGET_REG).
 pub async fn register_local(
@@ -421,17 +444,7 @@ pub async fn register_local(
     nids: &[proto::Nid],
 ) -> Result<(), String> {
     for &(kind, index) in targets {
-        let mut mti = MgsTargetInfo::new_zeroed();
-        mti.mti_flags = match kind {
-            crate::store::TargetKind::Mdt => ldd_flags::SV_TYPE_MDT,
-            crate::store::TargetKind::Ost => ldd_flags::SV_TYPE_OST,
-            crate::store::TargetKind::Mgs => continue,
-        }
-        .into();
-        mti.mti_stripe_index = index.into();
-        mti.mti_fsname =
-            proto::wire::cstr_array("fsname", &sh.cfg.fsname).map_err(|e| e.to_string())?;
-        mti.set_nids(nids).map_err(|e| e.to_string())?;
+        let Some(mti) = target_info(&sh.cfg.fsname, kind, index, nids)? else { continue };
         register_on_shard0(sh, mti)
             .await
             .map_err(|e| format!("registering {} {index}: errno {e}", kind.as_str()))?;
