@@ -9,12 +9,14 @@
 //!
 //! * `reserved` (persisted synchronously on the MDT shard, with the sequence) bounds every id
 //!   ever handed out; it moves [`RESERVE`] ids at a time.
-//! * `created` is what the OST has made durable (its `LAST_ID`); an id is handed out only when
-//!   it is at most both, so a layout never names an object that might not exist.
+//! * `created` is what the OST has made durable (its `LAST_ID`, precreated [`BATCH`] at a
+//!   time, past `reserved`); an id is handed out only when it is at most both, so a layout
+//!   never names an object that might not exist.
 //! * After a restart the first request for an OST is an orphan cleanup (`OBD_FL_DELORPHAN`
-//!   with `reserved`): the OST destroys objects past it, and allocation resumes after what the
-//!   OST still has. Precreated objects in `(last used, reserved]` survive as empty orphans, at
-//!   most [`RESERVE`] per OST per restart.
+//!   with `reserved`): the OST destroys the precreated objects past it, and allocation resumes
+//!   after what the OST kept. Objects in `(last used, reserved]` survive as empty orphans, at
+//!   most [`RESERVE`] per OST per crash (Lustre records the exact last id used in each create
+//!   transaction; our creates commit on the file's shard, not the allocating one).
 
 use crate::mdt::{OST_OBJID_BASE, mdt};
 use crate::shard::Shard;
@@ -38,7 +40,9 @@ use std::time::Duration;
 /// Objects asked of the OST per precreation.
 pub const BATCH: u64 = 128;
 /// Ids recorded as used ahead of handing them out (one synchronous MDT write per this many).
-pub const RESERVE: u64 = 512;
+/// Smaller than [`BATCH`], so most precreated objects lie past `reserved` and an orphan
+/// cleanup can remove them; at most this many leak per OST per crash.
+pub const RESERVE: u64 = 32;
 /// Last object id of a sequence before the MDT shard moves to a new one.
 const MAX_OID: u64 = 0xffff_0000;
 
@@ -198,7 +202,7 @@ async fn refill(sh: &Rc<Shard>, index: u32, ost: u32) -> Result<(), i32> {
         persist(sh, index, ost, &p).await?;
     }
     if p.next > p.created {
-        let want = (p.next + BATCH - 1).min(p.reserved);
+        let want = p.next + BATCH - 1;
         p.created = ost_create(sh, index, ost, p.seq, want, false).await?;
         if p.created < p.next {
             mdt(sh, index)?.osp.pools.borrow_mut().insert(ost, p);

@@ -1,5 +1,7 @@
 //! End-to-end namespace tests: a real `rustre serve --data` process, real clients over TCP.
 
+#![allow(clippy::unwrap_used, reason = "test helpers: a failure is a test failure")]
+
 mod common;
 
 use client::{Cred, Fs};
@@ -200,7 +202,6 @@ fn errno<T: std::fmt::Debug>(r: client::Result<T>) -> i32 {
 }
 
 /// Objects in use on the OSTs (IUsed summed), to see objects destroyed with the last link.
-#[allow(clippy::unwrap_used, reason = "test helper")]
 fn ost_objects(c: &client::Client) -> u64 {
     c.run(|fs: Rc<Fs>| async move { fs.statfs_all().await })
         .unwrap()

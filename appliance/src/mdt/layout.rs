@@ -67,7 +67,14 @@ pub async fn allocate(
     file: LuFid,
     want: &Striping,
 ) -> Result<Vec<u8>, i32> {
-    let osts = ost_indexes(sh).await;
+    let mut osts = ost_indexes(sh).await;
+    // A node whose MGS is elsewhere learns of OSTs within one MGC poll of their registration:
+    // wait that long before saying there is no space, as Lustre's OSP waits for precreation.
+    let waited = std::time::Instant::now();
+    while osts.is_empty() && !sh.cfg.local_mgs() && waited.elapsed() < 2 * crate::mgc::POLL {
+        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        osts = ost_indexes(sh).await;
+    }
     if osts.is_empty() {
         return Err(-libc::ENOSPC);
     }
