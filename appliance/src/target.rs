@@ -281,6 +281,9 @@ async fn serve(sh: &Rc<Shard>, inc: &Incoming) -> (Outcome, bool) {
 
 async fn dispatch(sh: &Rc<Shard>, req: &Req<'_>) -> Outcome {
     let inc = req.inc;
+    if let Err(e) = preprocess(inc) {
+        return Outcome::Error(e);
+    }
     match inc.opc() {
         Opcode::ObdPing => return reply_empty(inc, "OBD_PING").into(),
         Opcode::MgsDisconnect | Opcode::MdsDisconnect | Opcode::OstDisconnect => {
@@ -299,6 +302,26 @@ async fn dispatch(sh: &Rc<Shard>, req: &Req<'_>) -> Outcome {
         TargetKind::Mdt => crate::mdt::service::handle(sh, req).await,
         TargetKind::Ost => crate::ost::handle(sh, req).await,
     }
+}
+
+/// What `tgt_request_preprocess` checks for handlers with HAS_KEY (LDLM_ENQUEUE,
+/// LDLM_CONVERT) on every target: a DLM_REQ (-EFAULT without one), and inode bits in an IBITS
+/// lock (-EPROTO: a lock without bits makes no sense).
+fn preprocess(inc: &Incoming) -> Result<(), i32> {
+    if !matches!(inc.opc(), Opcode::LdlmEnqueue | Opcode::LdlmConvert) {
+        return Ok(());
+    }
+    let m = inc.msg().map_err(|_| -errno::EPROTO)?;
+    let dlm = m.buf(1).filter(|b| b.len() >= 104).ok_or(-errno::EFAULT)?;
+    let r = LdlmRequest::decode(dlm).map_err(|_| -errno::EPROTO)?;
+    let d = r.lock_desc;
+    if d.l_resource.lr_type.get() == proto::ldlm::lock_type::IBITS
+        && let Ok(proto::ldlm::Policy::Ibits(b)) = d.policy()
+        && b.bits.get() | b.try_bits.get() == 0
+    {
+        return Err(-errno::EPROTO);
+    }
+    Ok(())
 }
 
 /// A reply with no buffers but the body.

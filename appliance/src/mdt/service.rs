@@ -82,8 +82,10 @@ pub fn body_of(fid: LuFid, a: &Attr, ty: ObjType) -> MdtBody {
     }
 }
 
+/// `fid_is_sane()`: besides `LuFid::is_sane`, a FID of a normal sequence has version 0.
 fn fid_ok(f: &LuFid) -> Result<(), i32> {
-    if f.is_sane() { Ok(()) } else { Err(-errno::EINVAL) }
+    let versioned = f.seq() >= proto::fid::seq::START && f.ver() != 0;
+    if f.is_sane() && !versioned { Ok(()) } else { Err(-errno::EINVAL) }
 }
 
 /// A NAME buffer: NUL-terminated, no '/', 1..=255 bytes.
@@ -220,6 +222,11 @@ async fn getattr(sh: &Rc<Shard>, req: &Req<'_>, by_name: bool) -> Result<Vec<u8>
     let index = req.target.index;
     let m = req.inc.msg().map_err(|_| -errno::EPROTO)?;
     let q = MdtBody::read(m.buf(1).ok_or(-errno::EPROTO)?).map_err(|_| -errno::EPROTO)?;
+    // Lustre finds no object for a zero FID (`tgt_mdt_body_unpack` lets it through) and its
+    // getattr handler answers -EPROTO.
+    if q.mbo_fid1.is_zero() {
+        return Err(-errno::EPROTO);
+    }
     fid_ok(&q.mbo_fid1)?;
     let fid = if by_name {
         let name = name_of(m.buf(3))?;
@@ -252,10 +259,10 @@ async fn reint_dispatch(sh: &Rc<Shard>, req: &Req<'_>) -> (&'static str, Result<
         Ok(m) => m,
         Err(_) => return ("reint", Err(-errno::EPROTO)),
     };
+    // A missing or short record, or an unknown sub-opcode: -EFAULT, as `mdt_reint_opcode`.
     let rec = match m.buf(1).map(ReintRec::decode) {
         Some(Ok(r)) => r,
-        Some(Err(proto::WireError::BadValue { .. })) => return ("reint", Err(-errno::EINVAL)),
-        _ => return ("reint", Err(-errno::EPROTO)),
+        _ => return ("reint", Err(-errno::EFAULT)),
     };
     if mdt(sh, req.target.index).map(|x| x.readonly.get()).unwrap_or(false) {
         return ("reint", Err(-errno::EROFS));
