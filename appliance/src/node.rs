@@ -44,6 +44,12 @@ fn now_secs() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
+/// `rustre fsck PATH`: the label and each shard's fsck report.
+pub fn fsck(path: &std::path::Path) -> Result<(Label, Vec<osd_nvme::fsck::FsckReport>), String> {
+    let p = path.to_path_buf();
+    run_local(move || async move { crate::store::fsck(&p).await })
+}
+
 /// Runs an async job on a throwaway executor (for mkfs and label reads before the node runs).
 fn run_local<T: Send + 'static, F, Fut>(f: F) -> Result<T, String>
 where

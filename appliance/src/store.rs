@@ -225,6 +225,21 @@ pub async fn read_label(path: &Path) -> Result<Label, String> {
     Label::decode(&buf)
 }
 
+/// Checks a labelled target offline: its label, then every shard region's OSD structures and
+/// checksums. Returns the label and one report per shard.
+pub async fn fsck(path: &Path) -> Result<(Label, Vec<osd_nvme::fsck::FsckReport>), String> {
+    let label = read_label(path).await?;
+    let dev = DmaDev::open(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+    let size = dev.info().size;
+    let mut out = Vec::new();
+    // The MGS keeps its database on shard 0 only; its other regions stay unformatted.
+    let used = if label.kind == TargetKind::Mgs { 1 } else { label.nshards };
+    for i in 0..used {
+        out.push(osd_nvme::fsck::fsck(&dev, shard_region(size, i, label.nshards)).await);
+    }
+    Ok((label, out))
+}
+
 /// Opens (formatting on first use) shard `shard`'s OSD on a labelled device.
 pub async fn open_shard(
     path: &Path,

@@ -390,6 +390,16 @@ fn restart_clean_and_after_sigkill_keeps_acknowledged_changes() {
     drop(c);
     srv.stop();
     assert!(srv.log_text().contains("rustre: stopped cleanly"));
+    // Offline check of the stopped targets.
+    for img in ["mdt0.img", "ost0.img", "ost1.img", "mgs.img"] {
+        let out = std::process::Command::new(common::rustre())
+            .arg("fsck")
+            .arg(dir.path().join(img))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("status=clean"), "{img}: {text}");
+    }
 
     srv.restart();
     let c = srv.mount();

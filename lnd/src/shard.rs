@@ -586,14 +586,19 @@ impl Core {
             }
         }
         Self::bump(&self.stats.conns_closed);
-        crate::ratelog::rlog!(
-            self.rl_conn,
-            Info,
-            "shard {}: closing conn to {}: {}",
-            self.id,
-            peer_id,
-            why
-        );
+        // A peer hanging up (a client unmounting) or our own shutdown is routine.
+        if why.contains("end of file") || why == "shutdown" {
+            log::debug!("shard {}: closing conn to {}: {}", self.id, peer_id, why);
+        } else {
+            crate::ratelog::rlog!(
+                self.rl_conn,
+                Info,
+                "shard {}: closing conn to {}: {}",
+                self.id,
+                peer_id,
+                why
+            );
+        }
         // Frames waiting for a ZC-ACK on a connection that is gone will never be ACKed.
         let stale: Vec<OutMsg> = {
             let st = &mut *self.st.borrow_mut();

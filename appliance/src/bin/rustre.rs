@@ -42,6 +42,12 @@ enum Cmd {
         #[arg(long)]
         cores: Option<usize>,
     },
+    /// Checks a formatted target (file or device) offline: label, journal, checkpoints and
+    /// every checksum of every shard. Exits 1 on damage, naming the structure.
+    Fsck {
+        /// The target's file or device.
+        path: PathBuf,
+    },
     /// Serves the configured targets.
     Serve {
         /// Configuration file (TOML).
@@ -128,6 +134,28 @@ fn run(cli: Cli) -> Result<(), String> {
                 t.backend,
                 l.nshards
             );
+            Ok(())
+        }
+        Cmd::Fsck { path } => {
+            let (label, reports) = node::fsck(&path)?;
+            println!(
+                "{}: {} {} of {} ({} shards)",
+                path.display(),
+                label.kind.as_str(),
+                label.index,
+                label.fsname,
+                label.nshards
+            );
+            let mut damaged = 0;
+            for (i, r) in reports.iter().enumerate() {
+                println!("shard {i}: {}", r.summary().trim_end());
+                if !r.is_clean() {
+                    damaged += 1;
+                }
+            }
+            if damaged > 0 {
+                return Err(format!("{damaged} damaged shard(s)"));
+            }
             Ok(())
         }
         Cmd::Serve { config, data, cores, size, port, accept_all } => {
