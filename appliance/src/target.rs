@@ -30,6 +30,8 @@ pub enum Outcome {
     Reply(Vec<u8>),
     /// Send an error reply with this negative errno.
     Error(i32),
+    /// Send nothing (a resend whose original is still being processed answers it).
+    Dropped,
 }
 
 impl From<Result<Vec<u8>, i32>> for Outcome {
@@ -142,6 +144,7 @@ pub async fn handle(sh: Rc<Shard>, inc: Incoming) {
             }
         }
         Outcome::Error(e) => send_error(&sh, &inc, e).await,
+        Outcome::Dropped => log::debug!("resend of xid {} from {} in progress", inc.xid, inc.peer),
     }
     sh.stats.active.set(sh.stats.active.get().saturating_sub(1));
     sh.stats
@@ -253,6 +256,7 @@ async fn serve(sh: &Rc<Shard>, inc: &Incoming) -> (Outcome, bool) {
     match admitted {
         Err(e) => return (Outcome::Error(e), rep_mbits),
         Ok(Admit::Resend(saved)) => return (Outcome::Reply(saved), rep_mbits),
+        Ok(Admit::InProgress) => return (Outcome::Dropped, rep_mbits),
         Ok(Admit::Process) => {}
     }
     let req = Req { inc, target, export: cookie, conn, flags, flags2 };
@@ -271,7 +275,7 @@ async fn serve(sh: &Rc<Shard>, inc: &Incoming) -> (Outcome, bool) {
     }
     let keep = match &outcome {
         Outcome::Reply(r) => Some(r.clone()),
-        Outcome::Error(_) => None,
+        Outcome::Error(_) | Outcome::Dropped => None,
     };
     if let Some(tab) = sh.export_table(target) {
         tab.borrow_mut().done(cookie, inc.xid, keep);
@@ -315,6 +319,10 @@ fn preprocess(inc: &Incoming) -> Result<(), i32> {
     let dlm = m.buf(1).filter(|b| b.len() >= 104).ok_or(-errno::EFAULT)?;
     let r = LdlmRequest::decode(dlm).map_err(|_| -errno::EPROTO)?;
     let d = r.lock_desc;
+    // ldlm_handle_enqueue0: a lock type outside PLAIN..IBITS is -EFAULT.
+    if d.l_resource.lr_type.get() == 0 {
+        return Err(-errno::EFAULT);
+    }
     if d.l_resource.lr_type.get() == proto::ldlm::lock_type::IBITS
         && let Ok(proto::ldlm::Policy::Ibits(b)) = d.policy()
         && b.bits.get() | b.try_bits.get() == 0

@@ -73,6 +73,8 @@ pub struct Export {
     pub last_seen: u64,
     /// Requests being processed now.
     pub in_flight: usize,
+    /// Their xids (at most `max_in_flight`).
+    in_flight_xids: Vec<u64>,
     /// Saved replies, oldest first: `(xid, reply bytes)`.
     saved: VecDeque<(u64, Vec<u8>)>,
     /// Requests processed and counters for `exports.*.stats`.
@@ -138,6 +140,9 @@ pub enum Admit {
     Process,
     /// A resend of a request we already answered: send this saved reply again.
     Resend(Vec<u8>),
+    /// A resend of a request still being processed: drop it; the original's reply (same xid,
+    /// same reply match bits) answers the client.
+    InProgress,
 }
 
 /// The exports of one target on one shard.
@@ -266,6 +271,7 @@ impl ExportTable {
                 data,
                 last_seen: now,
                 in_flight: 0,
+                in_flight_xids: Vec::new(),
                 saved: VecDeque::new(),
                 requests: 0,
             },
@@ -308,10 +314,14 @@ impl ExportTable {
         if resent && let Some(r) = e.saved_reply(xid) {
             return Ok(Admit::Resend(r.to_vec()));
         }
+        if e.in_flight_xids.contains(&xid) {
+            return Ok(Admit::InProgress);
+        }
         if e.in_flight >= max {
             return Err(errno::EBUSY);
         }
         e.in_flight += 1;
+        e.in_flight_xids.push(xid);
         e.requests += 1;
         Ok(Admit::Process)
     }
@@ -322,6 +332,7 @@ impl ExportTable {
         let keep = self.limits.saved_replies;
         if let Some(e) = self.by_cookie.get_mut(&cookie) {
             e.in_flight = e.in_flight.saturating_sub(1);
+            e.in_flight_xids.retain(|&x| x != xid);
             if let Some(r) = reply
                 && keep > 0
             {
@@ -410,6 +421,11 @@ mod tests {
         assert_eq!(t.admit(e, Nid::tcp([10, 0, 0, 1]), 128, false, 1), Err(errno::ENOTCONN));
         assert_eq!(t.admit(e, peer, 128, false, 1), Ok(Admit::Process));
         assert_eq!(t.admit(e, peer, 256, false, 1), Ok(Admit::Process));
+        assert_eq!(
+            t.admit(e, peer, 256, true, 1),
+            Ok(Admit::InProgress),
+            "a resend of a request still running is not run twice"
+        );
         assert_eq!(t.admit(e, peer, 384, false, 1), Err(errno::EBUSY));
         t.done(e, 128, Some(b"reply-128".to_vec()));
         t.done(e, 256, None);
