@@ -228,14 +228,7 @@ fn decode(file: &Path, port: u16) -> Vec<Frame> {
 
 /// Why a frame's expert info is expected, or None. The lnet dissector reports bytes it hands
 /// to no one as `Capture:… (length:0)` (bulk data; buffers the 2.10-era Lustre dissector does
-/// not parse); docs/wire-coverage.md lists those cases. The others are deviations of the
-/// Rustre client from what a 2.15 client sends, to be removed when the client is fixed:
-/// * an IT_GETATTR|IT_LOOKUP intent (0x18) in one enqueue; a 2.15 client sends one or the
-///   other, and Lustre's `mdt_intent_opc` refuses the pair with -EPROTO. tshark decodes its
-///   buffers as a REINT ("Buffer Length mismatch");
-/// * an LDLM_CANCEL whose lock descriptor names the lock's resource as PLAIN; a 2.15 client
-///   leaves the descriptor zeroed (`ldlm_cancel_pack`), and tshark reads a FID resource as an
-///   MGS name ("Trailing stray characters").
+/// not parse); docs/wire-coverage.md lists those cases.
 fn expected_expert(fr: &Frame) -> Option<&'static str> {
     let pairs: Vec<(u32, u32)> = fr.opcs.iter().copied().zip(fr.types.iter().copied()).collect();
     let leftover = |m: &String| m.starts_with("Capture:") && m.contains("(length:0)");
@@ -250,15 +243,6 @@ fn expected_expert(fr: &Frame) -> Option<&'static str> {
         if pairs.contains(&(502, REPLY)) {
             return Some("LLOG_ORIGIN_HANDLE_NEXT_BLOCK reply");
         }
-    }
-    if pairs.contains(&(101, REQUEST))
-        && fr.intents.contains(&0x18)
-        && only(&|m: &String| leftover(m) || m.starts_with("Buffer Length mismatch"))
-    {
-        return Some("client: IT_GETATTR|IT_LOOKUP intent");
-    }
-    if pairs.contains(&(103, REQUEST)) && only(&|m: &String| m == "Trailing stray characters") {
-        return Some("client: LDLM_CANCEL with a resource in its lock descriptor");
     }
     None
 }

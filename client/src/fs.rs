@@ -494,9 +494,10 @@ impl Fs {
             Tgt::Mdc(i) => self.mdc(i)?,
             Tgt::Osc(i) => self.osc(i)?,
         };
+        // A cancel names the lock by handle only; 2.15 clients leave the descriptor zeroed.
         let req = LdlmRequest {
             lock_flags: 0,
-            lock_desc: LdlmLockDesc::new(lock_type::PLAIN, l.res, l.mode, &Policy::Plain),
+            lock_desc: LdlmLockDesc::default(),
             handles: vec![LustreHandle::new(l.remote)],
         };
         let b = MsgBuilder::request(Opcode::LdlmCancel)?.set("DLM_REQ", req.to_vec())?;

@@ -167,7 +167,7 @@ impl Fs {
         q.mbo_eadatasize = 65536.into();
         let b = MsgBuilder::request_fmt(fmt("LDLM_INTENT_GETATTR")?, Opcode::LdlmEnqueue)
             .set("DLM_REQ", dlm.to_vec())?
-            .wire("LDLM_INTENT", &LdlmIntent { opc: (it::GETATTR | it::LOOKUP).into() })?
+            .wire("LDLM_INTENT", &LdlmIntent { opc: it::GETATTR.into() })?
             .wire("MDT_BODY", &q)?
             .set("NAME", cname(name)?)?;
         let mdc = self.mdc(0)?;
@@ -637,6 +637,33 @@ impl Fs {
         let mdc = self.mdc(0)?;
         let rep = self.call(&mdc, b, None, None).await?;
         Ok(MdtBody::read(rep.buf("mdt_body", 1, 216)?)?)
+    }
+
+    /// Sets a directory's default striping the way a 2.15 kernel client's `lfs setstripe DIR`
+    /// does: a REINT_SETATTR carrying the `lov_user_md` in EADATA (an empty file created
+    /// without objects gets its layout the same way).
+    pub async fn set_striping(self: &Rc<Self>, fid: LuFid, lum: &[u8], c: Cred) -> Result<()> {
+        let elc = self.take_elc(&[fid]);
+        let rec = MdtRecSetattr {
+            sa_opcode: reint::SETATTR.into(),
+            sa_fsuid: c.uid.into(),
+            sa_fsgid: c.gid.into(),
+            sa_suppgid: c.suppgid.into(),
+            sa_fid: fid,
+            sa_ctime: now().into(),
+            ..Default::default()
+        };
+        let dlm = LdlmRequest {
+            lock_flags: 0,
+            lock_desc: LdlmLockDesc::default(),
+            handles: elc.into_iter().map(LustreHandle::new).collect(),
+        };
+        let b = MsgBuilder::request_fmt(fmt("MDS_REINT_SETATTR")?, Opcode::MdsReint)
+            .wire("REC_REINT", &rec)?
+            .set("EADATA", lum.to_vec())?
+            .set("DLM_REQ", dlm.to_vec())?;
+        let mdc = self.mdc(0)?;
+        self.call(&mdc, b, None, None).await.map(|_| ())
     }
 
     /// Reads a directory: a PR UPDATE lock on it, then pages over bulk until the end.

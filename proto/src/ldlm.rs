@@ -352,7 +352,11 @@ impl Wire for LdlmResourceDesc {
     const NAME: &'static str = "ldlm_resource_desc";
     fn check(&self) -> Result<()> {
         match self.lr_type.get() {
-            lock_type::PLAIN | lock_type::EXTENT | lock_type::FLOCK | lock_type::IBITS => Ok(()),
+            // 0: the zeroed descriptor of LDLM_CANCEL and of requests carrying early cancels;
+            // an enqueue with it is refused by the server (-EFAULT), not by the decoder.
+            0 | lock_type::PLAIN | lock_type::EXTENT | lock_type::FLOCK | lock_type::IBITS => {
+                Ok(())
+            }
             t => Err(WireError::BadValue { what: "ldlm_resource_desc lr_type", got: t.into() }),
         }
     }
