@@ -398,7 +398,7 @@ async fn reint_create(
 async fn reint_setattr(
     sh: &Rc<Shard>,
     req: &Req<'_>,
-    _m: &LustreMsg<'_>,
+    m: &LustreMsg<'_>,
     r: &MdtRecSetattr,
 ) -> Result<Vec<u8>, i32> {
     let index = req.target.index;
@@ -420,7 +420,51 @@ async fn reint_setattr(
     let sreq = SetAttrReq { valid, attr, from_open: valid & sa::FROM_OPEN != 0 };
     let time =
         if valid & sa::CTIME != 0 && r.sa_ctime.get() != 0 { ts(r.sa_ctime.get()) } else { now() };
+    // A layout in EADATA (`lfs setstripe DIR` on a kernel client): the directory's default.
+    let ea = rmf::format("MDS_REINT_SETATTR")
+        .and_then(|f| f.index_of(Side::Request, "EADATA"))
+        .and_then(|i| m.buf(i))
+        .filter(|b| !b.is_empty());
+    let mut ea_transno = 0;
+    if let Some(lum) = ea {
+        let (fa, ty) = ops::getattr(sh, index, r.sa_fid).await?;
+        ea_transno = match ty {
+            ObjType::Dir => set_dir_striping(sh, index, &cred, r.sa_fid, lum).await?,
+            // A file created without objects (O_LOV_DELAY_CREATE) gets them now, once.
+            ObjType::Regular if ops::layout(sh, index, r.sa_fid).await?.is_none() => {
+                if !cred.is_root() && cred.uid != fa.uid {
+                    return Err(-errno::EPERM);
+                }
+                let st = Striping::from_user(lum, &default_striping(sh))?;
+                let lay = layout::allocate(sh, index, r.sa_fid, &st).await?;
+                ops::setxattr(
+                    sh,
+                    index,
+                    &Cred::default(),
+                    r.sa_fid,
+                    super::store::XATTR_LOV,
+                    Some(lay),
+                    XattrMode::Create,
+                )
+                .await?
+            }
+            ObjType::Regular => return Err(-errno::EEXIST),
+            _ => return Err(-errno::EINVAL),
+        };
+        if valid & !(sa::CTIME | sa::FROM_OPEN) == 0 {
+            let (a, ty) = ops::getattr(sh, index, r.sa_fid).await?;
+            return reply_body(
+                req,
+                "MDS_REINT_SETATTR",
+                &body_of(r.sa_fid, &a, ty),
+                ea_transno,
+                last_committed(sh, index),
+                None,
+            );
+        }
+    }
     let (a, transno) = ops::setattr(sh, index, &cred, r.sa_fid, sreq, time).await?;
+    let transno = transno.max(ea_transno);
     if valid & sa::SIZE != 0
         && let Ok(Some(l)) = ops::layout(sh, index, r.sa_fid).await
     {
@@ -556,7 +600,21 @@ async fn reint_setxattr(
         cred_of(r.sx_fsuid.get(), r.sx_fsgid.get(), &[r.sx_suppgid1.get(), r.sx_suppgid2.get()]);
     let valid = r.sx_valid.get();
     let transno = if valid & md::FLXATTRRM != 0 {
-        ops::setxattr(sh, index, &cred, r.sx_fid, &name, None, XattrMode::Upsert).await?
+        if name == b"lustre.lov" || name == b"trusted.lov" {
+            // Removing a directory's layout xattr removes its default striping.
+            let (a, ty) = ops::getattr(sh, index, r.sx_fid).await?;
+            if ty != ObjType::Dir {
+                return Err(-errno::EPERM);
+            }
+            if !cred.is_root() && cred.uid != a.uid {
+                return Err(-errno::EPERM);
+            }
+            let lov = super::store::XATTR_LOV;
+            ops::setxattr(sh, index, &Cred::default(), r.sx_fid, lov, None, XattrMode::Upsert)
+                .await?
+        } else {
+            ops::setxattr(sh, index, &cred, r.sx_fid, &name, None, XattrMode::Upsert).await?
+        }
     } else {
         let v = m.buf(4).unwrap_or_default();
         let size = r.sx_size.get() as usize;
@@ -572,25 +630,11 @@ async fn reint_setxattr(
         };
         // Setting the layout xattr of a directory sets its default striping.
         if name == b"lustre.lov" || name == b"trusted.lov" {
-            let (a, ty) = ops::getattr(sh, index, r.sx_fid).await?;
+            let (_, ty) = ops::getattr(sh, index, r.sx_fid).await?;
             if ty != ObjType::Dir {
                 return Err(-errno::EPERM); // layouts of files are set at create
             }
-            if !cred.is_root() && cred.uid != a.uid {
-                return Err(-errno::EPERM);
-            }
-            let s = Striping::from_user(&v, &default_striping(sh))?;
-            let root = Cred::default();
-            ops::setxattr(
-                sh,
-                index,
-                &root,
-                r.sx_fid,
-                super::store::XATTR_LOV,
-                Some(s.to_user()),
-                XattrMode::Upsert,
-            )
-            .await?
+            set_dir_striping(sh, index, &cred, r.sx_fid, &v).await?
         } else {
             ops::setxattr(sh, index, &cred, r.sx_fid, &name, Some(v), mode).await?
         }
@@ -604,6 +648,32 @@ async fn reint_setxattr(
         last_committed(sh, index),
         None,
     )
+}
+
+/// Sets a directory's default striping from a user layout (the layout xattr, or the EADATA
+/// of a REINT_SETATTR as `lfs setstripe DIR` sends it). Returns the transno.
+async fn set_dir_striping(
+    sh: &Rc<Shard>,
+    index: u32,
+    cred: &Cred,
+    dir: LuFid,
+    lum: &[u8],
+) -> Result<u64, i32> {
+    let (a, _) = ops::getattr(sh, index, dir).await?;
+    if !cred.is_root() && cred.uid != a.uid {
+        return Err(-errno::EPERM);
+    }
+    let s = Striping::from_user(lum, &default_striping(sh))?;
+    ops::setxattr(
+        sh,
+        index,
+        &Cred::default(),
+        dir,
+        super::store::XATTR_LOV,
+        Some(s.to_user()),
+        XattrMode::Upsert,
+    )
+    .await
 }
 
 async fn getxattr(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {

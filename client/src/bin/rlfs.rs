@@ -773,7 +773,7 @@ fn setstripe(
     let lum = user_layout(ss, sc, si);
     match existing {
         Some((f, b)) if b.mbo_mode.get() & S_IFMT == S_IFDIR => {
-            c.run(move |fs| async move { fs.setxattr(f, "lustre.lov", Some(&lum), 0, cr).await })
+            c.run(move |fs| async move { fs.set_striping(f, &lum, cr).await })
         }
         Some(_) => Err(Error::new(libc::EEXIST).ctx(format!("{path}: file already has a layout"))),
         None => c.create(path, 0o644, lum, cr).map(|_| ()),
