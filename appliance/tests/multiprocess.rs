@@ -169,3 +169,34 @@ fn four_processes_one_file_system() {
     assert!(logs.contains("orphan objects"), "the restarted MDT cleaned up its orphans");
     assert!(!logs.contains("panicked"));
 }
+
+/// A client enqueue that queues behind a conflicting lock is answered "blocked" and granted
+/// later by a completion AST: a config change (an OST process registering) makes the MGS
+/// take its EX config lock while client A is slow to give its CR lock back; client B, mounting
+/// meanwhile, queues behind that EX.
+#[test]
+fn queued_enqueue_is_granted_by_completion_ast() {
+    let dir = TempDir::new("cpast");
+    let port = free_port();
+    let _srv = Server::all_in_one(dir.path(), port);
+    let mut cfg = client::ClientConfig::new("127.0.0.1@tcp".parse().unwrap(), "rustre");
+    cfg.port = port;
+    cfg.timeout = Duration::from_secs(10);
+    cfg.cancel_delay = Duration::from_secs(3);
+    let a = Client::mount(cfg).unwrap();
+    let before = a.counters().unwrap().blocking_asts;
+
+    // A third OST joins from another process: the MGS revokes the config lock.
+    let _ost2 = node(dir.path(), port, "127.0.0.2", "ost", 2);
+    let t = Instant::now();
+    while a.counters().unwrap().blocking_asts == before {
+        assert!(t.elapsed() < Duration::from_secs(20), "no blocking AST reached client A");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A holds its CR lock for 3 s more; B's enqueue queues behind the MGS's EX.
+    let b = common::mount(port, "rustre");
+    let bc = b.counters().unwrap();
+    assert!(bc.completion_asts >= 1, "B's config lock came by completion AST: {bc:?}");
+    wait_for_osts(&b, 3);
+    wait_for_osts(&a, 3);
+}

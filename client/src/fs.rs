@@ -10,7 +10,7 @@ use proto::build::MsgBuilder;
 use proto::cfg::{ClientLog, LustreCfg};
 use proto::connect::{self, ObdConnectData, flags as ocf};
 use proto::fid::{LdlmResId, LuFid, LuSeqRange, LustreHandle, seq_op, seq_range_flags};
-use proto::ldlm::{LdlmLockDesc, LdlmReply, LdlmRequest, Policy, lock_type, mode};
+use proto::ldlm::{LdlmLockDesc, LdlmReply, LdlmRequest, Policy, flags as lf, lock_type, mode};
 use proto::mdt::MdtBody;
 use proto::mgs::{MgsConfigBody, cfg_type};
 use proto::nid::Nid;
@@ -43,6 +43,9 @@ pub struct ClientConfig {
     pub ping_interval: Duration,
     /// Job id sent with requests.
     pub jobid: String,
+    /// Fault injection (like Lustre's `fail_loc` for tests): how long to hold a lock after a
+    /// blocking AST before cancelling it. Zero in normal use.
+    pub cancel_delay: Duration,
 }
 
 impl ClientConfig {
@@ -58,6 +61,7 @@ impl ClientConfig {
             max_sends: 3,
             ping_interval: Duration::from_secs(25),
             jobid: String::new(),
+            cancel_delay: Duration::ZERO,
         }
     }
 }
@@ -340,14 +344,32 @@ impl Fs {
             handles: vec![LustreHandle::new(handle)],
         };
         let b = MsgBuilder::request(Opcode::LdlmEnqueue)?.set("DLM_REQ", req.to_vec())?;
-        let rep = self.call(&self.mgc, b, None, None).await?;
+        self.locks.expect_completion(handle);
+        let rep = match self.call(&self.mgc, b, None, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.locks.forget_completion(handle);
+                return Err(e);
+            }
+        };
         let r = LdlmReply::read(rep.buf("ldlm_reply", 1, 112)?)?;
+        let mut granted = r.lock_desc.l_granted_mode.get();
+        if r.lock_flags.get() & lf::BLOCKED_MASK != 0 {
+            // Queued behind a conflicting lock: the grant comes as a completion AST.
+            granted = self
+                .locks
+                .wait_completion(handle, COMPLETION_TIMEOUT)
+                .await
+                .ok_or_else(|| Error::new(libc::ETIMEDOUT).ctx("waiting for a lock grant"))?;
+        } else {
+            self.locks.forget_completion(handle);
+        }
         self.locks.insert(ClientLock {
             handle,
             remote: r.lock_handle.get(),
             target: Tgt::Mgc,
             res,
-            mode: r.lock_desc.l_granted_mode.get(),
+            mode: granted,
             policy: Policy::Plain,
             last_used: Instant::now(),
             cancelling: false,
@@ -582,6 +604,10 @@ impl Fs {
     }
 }
 
+/// How long a queued enqueue waits for its completion AST (Lustre's clients wait as long as
+/// the server's lock timeout allows; the server evicts the holder in the way well before).
+pub const COMPLETION_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How long an unmount waits for each target's disconnect reply.
 pub const UMOUNT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -635,6 +661,9 @@ async fn handle_callback(fs: Rc<Fs>, inc: Incoming) {
         && inc.opc() == Opcode::LdlmBlCallback
         && let Some(h) = callback_handle(&inc)
     {
+        if !fs.cfg.cancel_delay.is_zero() {
+            glommio::timer::sleep(fs.cfg.cancel_delay).await;
+        }
         if h == fs.config_lock.get() {
             glommio::spawn_local(fs.clone().config_changed()).detach();
         } else if let Err(e) = fs.cancel_lock(h).await {
@@ -662,7 +691,17 @@ fn callback_status(fs: &Fs, inc: &Incoming) -> std::result::Result<(), i32> {
                 Err(-libc::EINVAL)
             }
         }
-        Opcode::LdlmCpCallback | Opcode::LdlmGlCallback => {
+        Opcode::LdlmCpCallback => {
+            let m = inc.msg().map_err(|_| -libc::EPROTO)?;
+            let r =
+                LdlmRequest::decode(m.buf(1).ok_or(-libc::EPROTO)?).map_err(|_| -libc::EPROTO)?;
+            if fs.locks.completed(h, r.lock_desc.l_granted_mode.get()) {
+                Ok(())
+            } else {
+                Err(-libc::EINVAL)
+            }
+        }
+        Opcode::LdlmGlCallback => {
             if fs.locks.get(h).is_some() {
                 Ok(())
             } else {

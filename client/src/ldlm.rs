@@ -43,6 +43,9 @@ pub struct ClientLock {
 #[derive(Debug)]
 pub struct ClientLdlm {
     locks: RefCell<HashMap<u64, ClientLock>>,
+    /// Enqueues the server may answer "blocked": our cookie to the mode a completion AST
+    /// granted (None until it arrives, which may be before the enqueue's reply).
+    pending: RefCell<HashMap<u64, Option<u32>>>,
     next: Cell<u64>,
     /// Most locks kept before the least recently used are given back
     /// (`ldlm.namespaces.*.lru_size`).
@@ -55,6 +58,7 @@ impl ClientLdlm {
     pub fn new(seed: u64) -> ClientLdlm {
         ClientLdlm {
             locks: RefCell::new(HashMap::new()),
+            pending: RefCell::new(HashMap::new()),
             next: Cell::new(seed),
             lru_size: Cell::new(10_000),
         }
@@ -64,6 +68,38 @@ impl ClientLdlm {
         let h = self.next.get().wrapping_add(1);
         self.next.set(h);
         h
+    }
+    /// Notes an enqueue in flight whose grant may come by completion AST.
+    pub fn expect_completion(&self, handle: u64) {
+        self.pending.borrow_mut().insert(handle, None);
+    }
+    /// A completion AST for `handle` granted `mode`; false if no such enqueue or lock.
+    pub fn completed(&self, handle: u64, mode: u32) -> bool {
+        if let Some(p) = self.pending.borrow_mut().get_mut(&handle) {
+            *p = Some(mode);
+            return true;
+        }
+        self.locks.borrow().contains_key(&handle)
+    }
+    /// Waits for the completion AST of `handle` (`None` after `timeout`), and forgets it.
+    pub async fn wait_completion(&self, handle: u64, timeout: std::time::Duration) -> Option<u32> {
+        let start = Instant::now();
+        loop {
+            let got = self.pending.borrow().get(&handle).copied().flatten();
+            if let Some(m) = got {
+                self.pending.borrow_mut().remove(&handle);
+                return Some(m);
+            }
+            if start.elapsed() >= timeout {
+                self.pending.borrow_mut().remove(&handle);
+                return None;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    /// Forgets an expected completion (the enqueue was granted at once, or failed).
+    pub fn forget_completion(&self, handle: u64) {
+        self.pending.borrow_mut().remove(&handle);
     }
     /// Records a granted lock.
     pub fn insert(&self, l: ClientLock) {

@@ -108,6 +108,28 @@ pub async fn enqueue(
     req: EnqueueReq,
     ast: Option<AstTarget>,
 ) -> Result<Lock, LdlmError> {
+    enqueue_inner(sh, slot, req, ast, true).await
+}
+
+/// Enqueues a client's lock and returns at once, granted or queued: a queued lock is granted
+/// later by a completion AST to the client (Lustre's flow for a blocked enqueue, whose reply
+/// carries `LDLM_FL_BLOCK_GRANTED`).
+pub async fn enqueue_queued(
+    sh: &Rc<Shard>,
+    slot: NsSlot,
+    req: EnqueueReq,
+    ast: AstTarget,
+) -> Result<Lock, LdlmError> {
+    enqueue_inner(sh, slot, req, Some(ast), false).await
+}
+
+async fn enqueue_inner(
+    sh: &Rc<Shard>,
+    slot: NsSlot,
+    req: EnqueueReq,
+    ast: Option<AstTarget>,
+    wait: bool,
+) -> Result<Lock, LdlmError> {
     let mut out = Vec::new();
     let now = sh.now_ms();
     let r =
@@ -121,6 +143,16 @@ pub async fn enqueue(
     };
     if let Some(t) = ast {
         sh.ldlm.targets.borrow_mut().insert(cookie, t);
+    }
+    if let Ok(Enqueued::Waiting(_)) = r
+        && !wait
+    {
+        process_asts(sh, slot, out);
+        return sh
+            .ldlm
+            .with_ns(slot, |ns| ns.lock(cookie).cloned())
+            .flatten()
+            .ok_or(LdlmError::NoSuchLock);
     }
     if let Ok(Enqueued::Waiting(_)) = r {
         let (tx, rx) = new_bounded(1);

@@ -848,6 +848,43 @@ fn ldlm_errno(e: LdlmError) -> i32 {
 }
 
 /// Grants a client IBITS lock of `dlm`'s mode and bits on `fid` (on its shard).
+/// A plain (non-intent) IBITS enqueue: granted now, or queued with a completion AST to come.
+async fn queue_client_lock(
+    sh: &Rc<Shard>,
+    req: &Req<'_>,
+    dlm: &LdlmRequest,
+    fid: LuFid,
+) -> Result<crate::ldlm::Lock, i32> {
+    let index = req.target.index;
+    let er = enqueue_req_of(req, dlm, fid)?;
+    let ast = AstTarget { peer: req.inc.peer, conn: req.conn, home: sh.id };
+    let s = shard_of(&fid, sh.n);
+    sh.mesh
+        .call(sh, s, move |x: Rc<Shard>| async move {
+            let slot = mdt(&x, index)?.slot;
+            crate::ldlm::service::enqueue_queued(&x, slot, er, ast).await.map_err(ldlm_errno)
+        })
+        .await
+        .map_err(|_| -errno::ESHUTDOWN)?
+}
+
+fn enqueue_req_of(req: &Req<'_>, dlm: &LdlmRequest, fid: LuFid) -> Result<EnqueueReq, i32> {
+    let policy = match dlm.lock_desc.policy() {
+        Ok(proto::ldlm::Policy::Ibits(b)) => {
+            LockPolicy::Ibits { bits: b.bits.get() | b.try_bits.get() }
+        }
+        Ok(_) | Err(_) => return Err(-errno::EPROTO),
+    };
+    Ok(EnqueueReq {
+        export: ExportId(req.export),
+        remote: dlm.handles.first().map_or(0, |h| h.get()),
+        res: fid.res_id(),
+        mode: dlm.lock_desc.l_req_mode.get(),
+        policy,
+        flags: dlm.lock_flags & (lf::BLOCK_NOWAIT | lf::TEST_LOCK),
+    })
+}
+
 async fn grant_client_lock(
     sh: &Rc<Shard>,
     req: &Req<'_>,
@@ -855,20 +892,7 @@ async fn grant_client_lock(
     fid: LuFid,
 ) -> Result<crate::ldlm::Lock, i32> {
     let index = req.target.index;
-    let policy = match dlm.lock_desc.policy() {
-        Ok(proto::ldlm::Policy::Ibits(b)) => {
-            LockPolicy::Ibits { bits: b.bits.get() | b.try_bits.get() }
-        }
-        Ok(_) | Err(_) => return Err(-errno::EPROTO),
-    };
-    let er = EnqueueReq {
-        export: ExportId(req.export),
-        remote: dlm.handles.first().map_or(0, |h| h.get()),
-        res: fid.res_id(),
-        mode: dlm.lock_desc.l_req_mode.get(),
-        policy,
-        flags: dlm.lock_flags & (lf::BLOCK_NOWAIT | lf::TEST_LOCK),
-    };
+    let er = enqueue_req_of(req, dlm, fid)?;
     let ast = AstTarget { peer: req.inc.peer, conn: req.conn, home: sh.id };
     let s = shard_of(&fid, sh.n);
     sh.mesh
@@ -934,10 +958,11 @@ async fn enqueue_req(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
     }
     let fid = dlm.lock_desc.l_resource.lr_name.fid();
     fid_ok(&fid)?;
-    let l = grant_client_lock(sh, req, &dlm, fid).await?;
+    let l = queue_client_lock(sh, req, &dlm, fid).await?;
     let rep = dlm_reply(&dlm, Some(&l), 0, 0);
     let mut rep = rep;
-    rep.lock_flags = 0.into();
+    // Queued behind a conflicting lock: the grant follows as a completion AST.
+    rep.lock_flags = (if l.is_granted() { 0 } else { lf::BLOCK_GRANTED }).into();
     MsgBuilder::reply(fmt("LDLM_ENQUEUE")?, &req.inc.body)
         .wire("DLM_REP", &rep)
         .and_then(|x| x.set_sized("DLM_LVB", Vec::new()))

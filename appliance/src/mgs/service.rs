@@ -3,7 +3,7 @@
 //! config lock namespace live on shard 0; other shards call there.
 
 use super::db::{MgsDb, Registered};
-use crate::ldlm::service::{AstTarget, NsSlot, enqueue};
+use crate::ldlm::service::{AstTarget, NsSlot, enqueue, enqueue_queued};
 use crate::ldlm::{EnqueueReq, ExportId, LockPolicy};
 use crate::shard::Shard;
 use crate::store::AnyOsd;
@@ -191,7 +191,7 @@ async fn config_lock(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
         .mesh
         .call(sh, 0, move |z: Rc<Shard>| async move {
             let slot = state(&z)?.slot;
-            enqueue(&z, slot, er, Some(ast)).await.map_err(|e| match e {
+            enqueue_queued(&z, slot, er, ast).await.map_err(|e| match e {
                 crate::ldlm::LdlmError::WouldBlock => -errno::EAGAIN,
                 crate::ldlm::LdlmError::TooManyLocks => -errno::ENOMEM,
                 _ => -errno::EINVAL,
@@ -201,8 +201,9 @@ async fn config_lock(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
         .map_err(|_| -errno::ESHUTDOWN)??;
     let mut granted = desc;
     granted.l_granted_mode = lock.granted_mode.into();
+    let blocked = if lock.is_granted() { 0 } else { lflags::BLOCK_GRANTED };
     let rep = LdlmReply {
-        lock_flags: (dlm.lock_flags & lflags::AST_DISCARD_DATA).into(),
+        lock_flags: (dlm.lock_flags & lflags::AST_DISCARD_DATA | blocked).into(),
         lock_desc: granted,
         lock_handle: proto::LustreHandle::new(lock.cookie),
         ..Default::default()
