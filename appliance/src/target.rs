@@ -89,7 +89,7 @@ pub fn supported_flags(kind: TargetKind) -> (u64, u64, u64) {
                 | ocf::DISP_STRIPE
                 | ocf::FLOCK_DEAD
                 | ocf::UNLINK_CLOSE,
-            ocf2::REP_MBITS | ocf2::GETATTR_PFID,
+            ocf2::REP_MBITS | ocf2::GETATTR_PFID | ocf2::LOCK_CONVERT,
             ocf::FULL20 | ocf::FID | ocf::ATTRFID,
         ),
         TargetKind::Ost => (
@@ -299,6 +299,7 @@ async fn dispatch(sh: &Rc<Shard>, req: &Req<'_>) -> Outcome {
             return reply_empty(inc, "MDS_DISCONNECT").into();
         }
         Opcode::LdlmCancel => return cancel(sh, req).await.into(),
+        Opcode::LdlmConvert => return convert(sh, req).await.into(),
         _ => {}
     }
     match req.target.kind {
@@ -344,6 +345,60 @@ async fn cancel(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
     let r = LdlmRequest::decode(m.buf(1).ok_or(-errno::EPROTO)?).map_err(|_| -errno::EPROTO)?;
     cancel_handles(sh, req.export, r.handles.iter().map(|h| h.get())).await;
     reply_empty(req.inc, "LDLM_CANCEL")
+}
+
+/// LDLM_CONVERT (`ldlm_handle_convert0`): a client gives back some bits of a granted IBITS
+/// lock. A lock already gone is `ELDLM_NO_LOCK_DATA` in `pb_status`; a mode other than the
+/// granted one is -EPROTO.
+async fn convert(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
+    let m = req.inc.msg().map_err(|_| -errno::EPROTO)?;
+    let r = LdlmRequest::decode(m.buf(1).ok_or(-errno::EFAULT)?).map_err(|_| -errno::EPROTO)?;
+    let cookie = r.handles.first().map(|h| h.get()).ok_or(-errno::EPROTO)?;
+    let bits = match r.lock_desc.policy() {
+        Ok(proto::ldlm::Policy::Ibits(b)) => b.bits.get(),
+        _ => return Err(-errno::EPROTO),
+    };
+    let mode = r.lock_desc.l_req_mode.get();
+    let export = req.export;
+    let (owner, _) = crate::ldlm::service::cookie_owner(cookie);
+    let got = if owner < sh.n {
+        sh.mesh
+            .call(sh, owner, move |x: Rc<Shard>| async move {
+                let cur = x.ldlm.with_ns(crate::ldlm::service::cookie_owner(cookie).1, |ns| {
+                    ns.lock(cookie).cloned()
+                });
+                match cur.flatten() {
+                    None => Ok(None),
+                    Some(l) if l.export != ExportId(export) => Ok(None),
+                    Some(l) if l.granted_mode != mode => Err(-errno::EPROTO),
+                    Some(_) => {
+                        crate::ldlm::service::convert(&x, cookie, ExportId(export), mode, bits)
+                            .map(Some)
+                            .map_err(|_| -errno::EPROTO)
+                    }
+                }
+            })
+            .await
+            .map_err(|_| -errno::ESHUTDOWN)??
+    } else {
+        None
+    };
+    let f = rmf::format("LDLM_CONVERT").ok_or(-errno::EPROTO)?;
+    let mut rep = proto::ldlm::LdlmReply {
+        lock_flags: r.lock_flags.into(),
+        lock_desc: r.lock_desc,
+        ..Default::default()
+    };
+    if let Some(l) = &got {
+        rep.lock_handle = proto::LustreHandle::new(l.remote);
+        rep.lock_desc.l_policy_data = proto::ldlm::LdlmWirePolicyData::new(&l.policy.to_wire());
+    }
+    let mut b =
+        MsgBuilder::reply(f, &req.inc.body).wire("DLM_REP", &rep).map_err(|_| -errno::EPROTO)?;
+    if got.is_none() {
+        b.body_mut().pb_status = proto::ldlm::status::NO_LOCK_DATA.into();
+    }
+    b.build().map_err(|_| -errno::EPROTO)
 }
 
 /// Cancels the server locks named by `cookies` on behalf of `export` (LDLM_CANCEL and early

@@ -433,3 +433,78 @@ fn restart_clean_and_after_sigkill_keeps_acknowledged_changes() {
     // The file system still works normally.
     c.create("/other/after", 0o644, Vec::new(), ROOT).unwrap();
 }
+
+/// LDLM_CONVERT: a client gives back the UPDATE bit of its lock and keeps LOOKUP; another
+/// client's attribute change then needs no blocking AST, while a rename still does.
+#[test]
+fn convert_drops_bits_of_a_granted_lock() {
+    use proto::ldlm::{LdlmInodebits, LdlmLockDesc, LdlmRequest, Policy, ibits, lock_type};
+    let dir = TempDir::new("convert");
+    let srv = Server::all_in_one(dir.path(), free_port());
+    let a = srv.mount();
+    let b = srv.mount();
+    a.mkdir("/d", 0o755, ROOT).unwrap();
+    a.create("/d/f", 0o644, Vec::new(), ROOT).unwrap();
+    let (f, _) = a.stat("/d/f", false, ROOT).unwrap();
+    // A's locks on /d/f (LOOKUP|UPDATE|PERM from its lookup) keep LOOKUP only.
+    let statuses = a
+        .run(move |fs: Rc<Fs>| async move {
+            let mut out = Vec::new();
+            for l in fs.locks.on_resource(&f.res_id()) {
+                let req = LdlmRequest {
+                    lock_flags: 0,
+                    lock_desc: LdlmLockDesc::new(
+                        lock_type::IBITS,
+                        f.res_id(),
+                        l.mode,
+                        &Policy::Ibits(LdlmInodebits {
+                            bits: ibits::LOOKUP.into(),
+                            ..Default::default()
+                        }),
+                    ),
+                    handles: vec![proto::fid::LustreHandle::new(l.remote)],
+                };
+                let m = proto::build::MsgBuilder::request(proto::opcode::Opcode::LdlmConvert)?
+                    .set("DLM_REQ", req.to_vec())?;
+                let mdc = fs.mdc(0)?;
+                out.push(mdc.rpc(m, None).await?.status());
+            }
+            Ok(out)
+        })
+        .unwrap();
+    assert!(!statuses.is_empty());
+    let status = statuses.iter().copied().max().unwrap_or(-1);
+    assert_eq!(status, 0);
+    let before = a.counters().unwrap().blocking_asts;
+    let (ffid, _) = b.stat("/d/f", false, ROOT).unwrap();
+    b.run(move |fs: Rc<Fs>| async move {
+        let rec = proto::mdt::MdtRecSetattr { sa_mode: 0o100_600.into(), ..Default::default() };
+        fs.setattr_fid(ffid, proto::mdt::attr::MODE, &rec, ROOT).await.map(|_| ())
+    })
+    .unwrap();
+    assert_eq!(a.counters().unwrap().blocking_asts, before, "UPDATE was given back: no AST");
+    b.rename("/d/f", "/d/g", ROOT).unwrap();
+    assert!(a.counters().unwrap().blocking_asts > before, "LOOKUP is still held: AST");
+    // Converting a lock that is gone: ELDLM_NO_LOCK_DATA.
+    let st = a
+        .run(move |fs: Rc<Fs>| async move {
+            let req = LdlmRequest {
+                lock_flags: 0,
+                lock_desc: LdlmLockDesc::new(
+                    lock_type::IBITS,
+                    f.res_id(),
+                    proto::ldlm::mode::CR,
+                    &Policy::Ibits(LdlmInodebits {
+                        bits: ibits::LOOKUP.into(),
+                        ..Default::default()
+                    }),
+                ),
+                handles: vec![proto::fid::LustreHandle::new(0x1234_5678)],
+            };
+            let m = proto::build::MsgBuilder::request(proto::opcode::Opcode::LdlmConvert)?
+                .set("DLM_REQ", req.to_vec())?;
+            Ok(fs.mdc(0)?.rpc(m, None).await?.status())
+        })
+        .unwrap();
+    assert_eq!(st, proto::ldlm::status::NO_LOCK_DATA);
+}

@@ -171,6 +171,29 @@ async fn enqueue_inner(
         .ok_or(LdlmError::NoSuchLock)
 }
 
+/// Converts a granted IBITS lock on this shard to fewer bits (LDLM_CONVERT) and lets the
+/// waiters it blocked in. Returns the lock as converted.
+pub fn convert(
+    sh: &Rc<Shard>,
+    cookie: u64,
+    export: ExportId,
+    mode: u32,
+    bits: u64,
+) -> Result<Lock, LdlmError> {
+    let (_, slot) = cookie_owner(cookie);
+    let mut out = Vec::new();
+    let now = sh.now_ms();
+    let r = sh
+        .ldlm
+        .with_ns_mut(slot, |ns| {
+            ns.convert(cookie, export, mode, bits, now, &mut out)?;
+            ns.lock(cookie).cloned().ok_or(LdlmError::NoSuchLock)
+        })
+        .ok_or(LdlmError::NoSuchLock)?;
+    process_asts(sh, slot, out);
+    r
+}
+
 /// Cancels a lock on this shard (a client's LDLM_CANCEL or ELC, or a server lock's release).
 pub fn cancel(sh: &Rc<Shard>, cookie: u64, export: Option<ExportId>) -> Result<(), LdlmError> {
     let (_, slot) = cookie_owner(cookie);
