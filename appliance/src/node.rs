@@ -286,6 +286,16 @@ async fn run_shard(
         cluster: RefCell::new(crate::mgc::Cluster::default()),
         ost_imports: RefCell::new(HashMap::new()),
     });
+    for t in sh.targets() {
+        if let Some(tab) = sh.export_table(t) {
+            let mut tab = tab.borrow_mut();
+            let l = ptlrpc::export::ExportLimits {
+                evict_after_ms: cfg.evict_timeout.saturating_mul(1000),
+                ..tab.limits()
+            };
+            tab.set_limits(l);
+        }
+    }
     glommio::spawn_local(mesh.clone().serve(receivers, sh.clone())).detach();
     barrier(&sh).await;
     // Finish cross-shard operations interrupted by a crash before anything else runs.

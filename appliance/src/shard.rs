@@ -253,7 +253,10 @@ pub const EXPORT_SCAN: Duration = Duration::from_secs(5);
 /// Evicts exports of clients that stopped talking to us.
 pub async fn export_reaper(sh: Rc<Shard>) {
     loop {
-        glommio::timer::sleep(EXPORT_SCAN).await;
+        // Scan at least twice per eviction timeout.
+        let half = Duration::from_millis(sh.cfg.evict_timeout.saturating_mul(500))
+            .max(Duration::from_secs(1));
+        glommio::timer::sleep(EXPORT_SCAN.min(half)).await;
         if sh.lnet.is_stopping() {
             return;
         }

@@ -140,6 +140,8 @@ pub struct Fs {
     pub rpcs: Cell<u64>,
     /// Counters of what the client did.
     pub stats: FsStats,
+    /// Ourselves, for the eviction hooks of imports.
+    me: RefCell<std::rc::Weak<Fs>>,
 }
 
 /// Counters of a mounted client (what tests and `rlfs -v` report).
@@ -151,6 +153,8 @@ pub struct FsStats {
     pub blocking_asts: Cell<u64>,
     /// Completion ASTs received.
     pub completion_asts: Cell<u64>,
+    /// Times a server evicted us.
+    pub evictions: Cell<u64>,
 }
 
 fn rand_u64() -> u64 {
@@ -233,7 +237,10 @@ impl Fs {
             config_lock: Cell::new(0),
             rpcs: Cell::new(0),
             stats: FsStats::default(),
+            me: RefCell::new(std::rc::Weak::new()),
         });
+        *fs.me.borrow_mut() = Rc::downgrade(&fs);
+        fs.watch_evictions(&fs.mgc, Tgt::Mgc);
         // Serve lock callbacks before anything can take a lock.
         glommio::spawn_local(callback_service(fs.clone())).detach();
         let mut d = ObdConnectData::new_zeroed();
@@ -430,6 +437,7 @@ impl Fs {
                         .ctx(format!("{uuid} did not grant FID/ATTRFID/FULL20")));
                 }
             }
+            self.watch_evictions(&imp, Tgt::Mdc(*index));
             self.mdcs.borrow_mut().push((*index, imp));
         }
         for (index, uuid, nids) in &log.osts {
@@ -448,7 +456,10 @@ impl Fs {
                 (connect::cksum::CRC32C | connect::cksum::ADLER | connect::cksum::CRC32).into();
             d.ocd_grant = (32u32 << 20).into();
             match imp.connect(d).await {
-                Ok(_) => self.oscs.borrow_mut().push((*index, imp)),
+                Ok(_) => {
+                    self.watch_evictions(&imp, Tgt::Osc(*index));
+                    self.oscs.borrow_mut().push((*index, imp));
+                }
                 // An OST that is down does not stop the mount (its files' I/O fails).
                 Err(e) => log::warn!("{uuid}: connect failed: {e}"),
             }
@@ -501,6 +512,28 @@ impl Fs {
     }
 
     /// Drops every cached item a lock protects.
+    /// When `imp`'s server evicts us, its locks are gone: drop them and everything they
+    /// protected (as a Lustre client invalidates an evicted import); an evicted MGC re-reads
+    /// the configuration under a new config lock.
+    fn watch_evictions(&self, imp: &Import, t: Tgt) {
+        let me = self.me.borrow().clone();
+        imp.on_evicted(move || {
+            let Some(fs) = me.upgrade() else { return };
+            fs.stats.evictions.set(fs.stats.evictions.get() + 1);
+            for h in fs.locks.of_target(t) {
+                fs.locks.remove(h);
+            }
+            let mut c = fs.cache.borrow_mut();
+            c.attrs.clear();
+            c.dentries.clear();
+            drop(c);
+            if t == Tgt::Mgc {
+                glommio::spawn_local(fs.clone().config_changed()).detach();
+            }
+        });
+    }
+
+    /// Drops what one lock protected from the caches.
     pub fn invalidate(&self, handle: u64) {
         let mut c = self.cache.borrow_mut();
         c.attrs.retain(|_, (_, l)| *l != handle);

@@ -46,6 +46,8 @@ pub struct Counters {
     pub blocking_asts: u64,
     /// Completion ASTs received.
     pub completion_asts: u64,
+    /// Times a server evicted us.
+    pub evictions: u64,
     /// Locks held.
     pub locks: usize,
 }
@@ -213,6 +215,7 @@ impl Client {
                 cache_hits: fs.stats.cache_hits.get(),
                 blocking_asts: fs.stats.blocking_asts.get(),
                 completion_asts: fs.stats.completion_asts.get(),
+                evictions: fs.stats.evictions.get(),
                 locks: fs.locks.len(),
             })
         })

@@ -125,8 +125,10 @@ struct State {
     last_used: Option<Instant>,
 }
 
+/// What an import's owner does when it learns the server evicted it.
+pub type EvictedHook = Rc<dyn Fn()>;
+
 /// A connection to one target.
-#[derive(Debug)]
 pub struct Import {
     lnet: Lnet,
     cfg: ImportConfig,
@@ -139,9 +141,30 @@ pub struct Import {
     pub sent: Cell<u64>,
     /// Resends.
     pub resent: Cell<u64>,
+    /// Evictions noticed (a request refused with -ENOTCONN while we thought we were connected).
+    pub evictions: Cell<u64>,
+    on_evicted: RefCell<Option<EvictedHook>>,
+}
+
+impl std::fmt::Debug for Import {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Import")
+            .field("target", &self.cfg.target_uuid)
+            .field("state", &self.st.borrow())
+            .field("sent", &self.sent.get())
+            .field("resent", &self.resent.get())
+            .field("evictions", &self.evictions.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Import {
+    /// Calls `f` whenever the server is found to have evicted this import (its locks and open
+    /// handles there are gone); the import itself reconnects.
+    pub fn on_evicted(&self, f: impl Fn() + 'static) {
+        *self.on_evicted.borrow_mut() = Some(Rc::new(f));
+    }
+
     /// A new, unconnected import.
     #[must_use]
     pub fn new(lnet: Lnet, cfg: ImportConfig, xids: Rc<XidGen>) -> Rc<Import> {
@@ -154,6 +177,8 @@ impl Import {
             reconnecting: Cell::new(false),
             sent: Cell::new(0),
             resent: Cell::new(0),
+            evictions: Cell::new(0),
+            on_evicted: RefCell::new(None),
         })
     }
 
@@ -297,10 +322,25 @@ impl Import {
                     let s = rep.status();
                     if s == -errno::ENOTCONN || s == -errno::ENODEV {
                         // The server does not know us (restarted, or we were evicted).
-                        let mut st = self.st.borrow_mut();
-                        st.connected = false;
-                        st.evicted |= s == -errno::ENOTCONN;
-                        st.export = 0;
+                        let was_connected = {
+                            let mut st = self.st.borrow_mut();
+                            let was = st.connected && st.export != 0;
+                            st.connected = false;
+                            st.evicted |= s == -errno::ENOTCONN;
+                            st.export = 0;
+                            was
+                        };
+                        if was_connected {
+                            self.evictions.set(self.evictions.get() + 1);
+                            log::warn!(
+                                "{}: evicted by the server; reconnecting",
+                                self.cfg.target_uuid
+                            );
+                            let hook = self.on_evicted.borrow().clone();
+                            if let Some(h) = hook {
+                                h();
+                            }
+                        }
                         if sends >= self.cfg.max_sends {
                             return Err(RpcError::Status(s));
                         }

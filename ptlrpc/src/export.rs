@@ -202,6 +202,10 @@ impl ExportTable {
     pub fn limits(&self) -> ExportLimits {
         self.limits
     }
+    /// Changes the limits (configuration, `set_param`).
+    pub fn set_limits(&mut self, l: ExportLimits) {
+        self.limits = l;
+    }
 
     fn alloc_cookie(&mut self) -> u64 {
         self.next += 1;
