@@ -58,6 +58,8 @@ pub struct Req<'a> {
     pub flags: u64,
     /// Negotiated flags2.
     pub flags2: u64,
+    /// Changes are committed before replying (`sync_journal`).
+    pub sync: bool,
 }
 
 /// Flags each kind of target grants (a subset of what the client asks).
@@ -259,7 +261,7 @@ async fn serve(sh: &Rc<Shard>, inc: &Incoming) -> (Outcome, bool) {
         Ok(Admit::InProgress) => return (Outcome::Dropped, rep_mbits),
         Ok(Admit::Process) => {}
     }
-    let req = Req { inc, target, export: cookie, conn, flags, flags2 };
+    let req = Req { inc, target, export: cookie, conn, flags, flags2, sync: sh.cfg.sync_journal };
     let outcome = dispatch(sh, &req).await;
     if matches!(outcome, Outcome::Error(e) if e == -ENOTSUPP) {
         crate::ratelog::warn(

@@ -308,10 +308,15 @@ fn reply_body(
     if let Some((id, v)) = extra {
         b = b.set_sized(id, v).map_err(|_| -errno::EPROTO)?;
     }
+    let lc = if req.sync { lc.max(transno) } else { lc };
     set_transno(b.body_mut(), transno, lc);
     b.build().map_err(|_| -errno::EPROTO)
 }
 
+/// `last_committed` for a reply: this shard's OSD's commit point from its commit callbacks.
+/// Transaction numbers are per shard OSD (a cross-shard operation reports the largest of its
+/// parts), so with `sync_journal` (every reply's changes committed before it is sent) the
+/// reply also covers its own transno: the client keeps nothing for replay.
 fn last_committed(sh: &Shard, index: u32) -> u64 {
     sh.mdt(index).map_or(0, |m| m.store.osd.last_committed())
 }
