@@ -313,11 +313,7 @@ impl Fs {
         let fid = self.new_fid().await?;
         let rec = Self::reint_create_rec(parent, fid, mode, rdev, c);
         let elc = self.take_elc(&[parent]);
-        let dlm = LdlmRequest {
-            lock_flags: 0,
-            lock_desc: LdlmLockDesc::default(),
-            handles: elc.into_iter().map(LustreHandle::new).collect(),
-        };
+        let dlm = cancels(elc);
         let b = if mode & S_IFMT == S_IFLNK {
             let mut t = symlink.to_vec();
             t.push(0);
@@ -488,11 +484,7 @@ impl Fs {
             ul_mode: if dir { S_IFDIR } else { S_IFREG }.into(),
             ..Default::default()
         };
-        let dlm = LdlmRequest {
-            lock_flags: 0,
-            lock_desc: LdlmLockDesc::default(),
-            handles: elc.into_iter().map(LustreHandle::new).collect(),
-        };
+        let dlm = cancels(elc);
         let b = MsgBuilder::request_fmt(fmt("MDS_REINT_UNLINK")?, Opcode::MdsReint)
             .wire("REC_REINT", &rec)?
             .set("NAME", cname(name)?)?
@@ -539,11 +531,7 @@ impl Fs {
             rn_bias: bias.into(),
             ..Default::default()
         };
-        let dlm = LdlmRequest {
-            lock_flags: 0,
-            lock_desc: LdlmLockDesc::default(),
-            handles: elc.into_iter().map(LustreHandle::new).collect(),
-        };
+        let dlm = cancels(elc);
         let b = MsgBuilder::request_fmt(fmt("MDS_REINT_RENAME")?, Opcode::MdsReint)
             .wire("REC_REINT", &rec)?
             .set("NAME", cname(sn)?)?
@@ -586,11 +574,7 @@ impl Fs {
             lk_time: now().into(),
             ..Default::default()
         };
-        let dlm = LdlmRequest {
-            lock_flags: 0,
-            lock_desc: LdlmLockDesc::default(),
-            handles: elc.into_iter().map(LustreHandle::new).collect(),
-        };
+        let dlm = cancels(elc);
         let b = MsgBuilder::request_fmt(fmt("MDS_REINT_LINK")?, Opcode::MdsReint)
             .wire("REC_REINT", &rec)?
             .set("NAME", cname(name)?)?
@@ -626,11 +610,7 @@ impl Fs {
         if valid & sa::CTIME == 0 {
             rec.sa_ctime = now().into();
         }
-        let dlm = LdlmRequest {
-            lock_flags: 0,
-            lock_desc: LdlmLockDesc::default(),
-            handles: elc.into_iter().map(LustreHandle::new).collect(),
-        };
+        let dlm = cancels(elc);
         let b = MsgBuilder::request_fmt(fmt("MDS_REINT_SETATTR")?, Opcode::MdsReint)
             .wire("REC_REINT", &rec)?
             .set("DLM_REQ", dlm.to_vec())?;
@@ -653,11 +633,7 @@ impl Fs {
             sa_ctime: now().into(),
             ..Default::default()
         };
-        let dlm = LdlmRequest {
-            lock_flags: 0,
-            lock_desc: LdlmLockDesc::default(),
-            handles: elc.into_iter().map(LustreHandle::new).collect(),
-        };
+        let dlm = cancels(elc);
         let b = MsgBuilder::request_fmt(fmt("MDS_REINT_SETATTR")?, Opcode::MdsReint)
             .wire("REC_REINT", &rec)?
             .set("EADATA", lum.to_vec())?
@@ -815,6 +791,16 @@ impl Fs {
             pool: String::new(),
             objects: Vec::new(),
         })
+    }
+}
+
+/// The DLM_REQ of a REINT: no lock of its own, just the early cancels it carries (the
+/// descriptor stays zeroed, as a 2.15 client leaves it).
+fn cancels(elc: Vec<u64>) -> LdlmRequest {
+    LdlmRequest {
+        lock_flags: 0,
+        lock_desc: LdlmLockDesc::default(),
+        handles: elc.into_iter().map(LustreHandle::new).collect(),
     }
 }
 

@@ -997,6 +997,17 @@ async fn intent_enqueue(
     b.build().map_err(|_| -errno::EPROTO)
 }
 
+/// An intent that ran and failed: no lock, the disposition, and `errno` in `lock_policy_res2`.
+fn intent_fail(
+    req: &Req<'_>,
+    f: &str,
+    dlm: &LdlmRequest,
+    disposition: u64,
+    errno: i32,
+) -> Result<Vec<u8>, i32> {
+    intent_reply(req, f, dlm, None, (disposition, errno), None, Vec::new())
+}
+
 /// Builds an intent reply: the lock (or 301 without one), the disposition and status, and the
 /// child's body and layout.
 fn intent_reply(
@@ -1053,39 +1064,15 @@ async fn intent_getattr(
         let cred = cred_of(q.mbo_fsuid.get(), q.mbo_fsgid.get(), &[q.mbo_suppgid.get()]);
         let (pa, pty) = ops::getattr(sh, index, q.mbo_fid1).await?;
         if pty != ObjType::Dir {
-            return intent_reply(
-                req,
-                f,
-                dlm,
-                None,
-                (disposition, -errno::ENOTDIR),
-                None,
-                Vec::new(),
-            );
+            return intent_fail(req, f, dlm, disposition, -errno::ENOTDIR);
         }
         if !ops::permitted(&pa, &cred, ops::MAY_EXEC) {
-            return intent_reply(
-                req,
-                f,
-                dlm,
-                None,
-                (disposition, -errno::EACCES),
-                None,
-                Vec::new(),
-            );
+            return intent_fail(req, f, dlm, disposition, -errno::EACCES);
         }
         let name = match check_name(m.buf(5).unwrap_or_default()) {
             Ok(n) => n.to_vec(),
             Err(_) => {
-                return intent_reply(
-                    req,
-                    f,
-                    dlm,
-                    None,
-                    (disposition, -errno::ENAMETOOLONG),
-                    None,
-                    Vec::new(),
-                );
+                return intent_fail(req, f, dlm, disposition, -errno::ENAMETOOLONG);
             }
         };
         match ops::lookup(sh, index, q.mbo_fid1, name).await? {
@@ -1095,21 +1082,13 @@ async fn intent_getattr(
             }
             None => {
                 disposition |= disp::LOOKUP_NEG;
-                return intent_reply(
-                    req,
-                    f,
-                    dlm,
-                    None,
-                    (disposition, -errno::ENOENT),
-                    None,
-                    Vec::new(),
-                );
+                return intent_fail(req, f, dlm, disposition, -errno::ENOENT);
             }
         }
     };
     let (a, ty) = match ops::getattr(sh, index, child).await {
         Ok(x) => x,
-        Err(e) => return intent_reply(req, f, dlm, None, (disposition, e), None, Vec::new()),
+        Err(e) => return intent_fail(req, f, dlm, disposition, e),
     };
     let mut body = body_of(child, &a, ty);
     let lay = md_payload(
@@ -1157,84 +1136,36 @@ async fn intent_open(
         fid_ok(&parent)?;
         let name = match name_of(m.buf(6)) {
             Ok(n) => n,
-            Err(e) => return intent_reply(req, f, dlm, None, (disposition, e), None, Vec::new()),
+            Err(e) => return intent_fail(req, f, dlm, disposition, e),
         };
         disposition |= disp::LOOKUP_EXECD;
         let (pa, pty) = ops::getattr(sh, index, parent).await?;
         if pty != ObjType::Dir {
-            return intent_reply(
-                req,
-                f,
-                dlm,
-                None,
-                (disposition, -errno::ENOTDIR),
-                None,
-                Vec::new(),
-            );
+            return intent_fail(req, f, dlm, disposition, -errno::ENOTDIR);
         }
         if !ops::permitted(&pa, &cred, ops::MAY_EXEC) {
-            return intent_reply(
-                req,
-                f,
-                dlm,
-                None,
-                (disposition, -errno::EACCES),
-                None,
-                Vec::new(),
-            );
+            return intent_fail(req, f, dlm, disposition, -errno::EACCES);
         }
         match ops::lookup(sh, index, parent, name.clone()).await? {
             Some((c, _)) => {
                 disposition |= disp::LOOKUP_POS;
                 if flags & of::CREAT != 0 && flags & of::EXCL != 0 {
-                    return intent_reply(
-                        req,
-                        f,
-                        dlm,
-                        None,
-                        (disposition, -errno::EEXIST),
-                        None,
-                        Vec::new(),
-                    );
+                    return intent_fail(req, f, dlm, disposition, -errno::EEXIST);
                 }
                 Some(c)
             }
             None => {
                 disposition |= disp::LOOKUP_NEG;
                 if flags & of::CREAT == 0 || opc & it::CREAT == 0 {
-                    return intent_reply(
-                        req,
-                        f,
-                        dlm,
-                        None,
-                        (disposition, -errno::ENOENT),
-                        None,
-                        Vec::new(),
-                    );
+                    return intent_fail(req, f, dlm, disposition, -errno::ENOENT);
                 }
                 if mdt(sh, index)?.readonly.get() {
-                    return intent_reply(
-                        req,
-                        f,
-                        dlm,
-                        None,
-                        (disposition, -errno::EROFS),
-                        None,
-                        Vec::new(),
-                    );
+                    return intent_fail(req, f, dlm, disposition, -errno::EROFS);
                 }
                 // Create a regular file with its layout.
                 let fid = rec.cr_fid2;
                 if fid_ok(&fid).is_err() || fid.seq() < proto::fid::seq::NORMAL {
-                    return intent_reply(
-                        req,
-                        f,
-                        dlm,
-                        None,
-                        (disposition, -errno::EINVAL),
-                        None,
-                        Vec::new(),
-                    );
+                    return intent_fail(req, f, dlm, disposition, -errno::EINVAL);
                 }
                 let mut mode = (rec.cr_mode.get() & 0o7777) | m::S_IFREG;
                 if req.flags & proto::connect::flags::UMASK != 0 {
@@ -1244,7 +1175,7 @@ async fn intent_open(
                 let striping = match striping_for(sh, index, parent, requested).await {
                     Ok(s) => s,
                     Err(e) => {
-                        return intent_reply(req, f, dlm, None, (disposition, e), None, Vec::new());
+                        return intent_fail(req, f, dlm, disposition, e);
                     }
                 };
                 let lay = if flags & of::DELAY_CREATE != 0 {
@@ -1253,15 +1184,7 @@ async fn intent_open(
                     match layout::allocate(sh, index, fid, &striping).await {
                         Ok(l) => l,
                         Err(e) => {
-                            return intent_reply(
-                                req,
-                                f,
-                                dlm,
-                                None,
-                                (disposition, e),
-                                None,
-                                Vec::new(),
-                            );
+                            return intent_fail(req, f, dlm, disposition, e);
                         }
                     }
                 };
@@ -1274,7 +1197,7 @@ async fn intent_open(
                 match ops::create(sh, index, &cred, parent, &name, o).await {
                     Ok(_) => disposition |= disp::OPEN_CREATE,
                     Err(e) => {
-                        return intent_reply(req, f, dlm, None, (disposition, e), None, Vec::new());
+                        return intent_fail(req, f, dlm, disposition, e);
                     }
                 }
                 Some(fid)
@@ -1284,7 +1207,7 @@ async fn intent_open(
     let Some(child) = found else { return Err(-errno::EPROTO) };
     let (mut a, ty) = match ops::getattr(sh, index, child).await {
         Ok(x) => x,
-        Err(e) => return intent_reply(req, f, dlm, None, (disposition, e), None, Vec::new()),
+        Err(e) => return intent_fail(req, f, dlm, disposition, e),
     };
     // Permission to open as asked (a new file is always openable by its creator).
     if disposition & disp::OPEN_CREATE == 0 {
@@ -1296,29 +1219,13 @@ async fn intent_open(
             want |= ops::MAY_WRITE;
         }
         if ty == ObjType::Dir && flags & (of::FMODE_WRITE | of::TRUNC) != 0 {
-            return intent_reply(
-                req,
-                f,
-                dlm,
-                None,
-                (disposition, -errno::EISDIR),
-                None,
-                Vec::new(),
-            );
+            return intent_fail(req, f, dlm, disposition, -errno::EISDIR);
         }
         if ty == ObjType::Symlink && flags & of::BY_FID == 0 {
             // Symlinks are followed by the client; opening one is ELOOP with O_NOFOLLOW.
         }
         if !(ops::permitted(&a, &cred, want) || (cred.is_root() && want & ops::MAY_EXEC == 0)) {
-            return intent_reply(
-                req,
-                f,
-                dlm,
-                None,
-                (disposition, -errno::EACCES),
-                None,
-                Vec::new(),
-            );
+            return intent_fail(req, f, dlm, disposition, -errno::EACCES);
         }
         if flags & of::TRUNC != 0 && ty == ObjType::Regular && a.size != 0 {
             let sreq = SetAttrReq { valid: sa::SIZE, attr: Attr::default(), from_open: true };
@@ -1330,7 +1237,7 @@ async fn intent_open(
                     a = na;
                 }
                 Err(e) => {
-                    return intent_reply(req, f, dlm, None, (disposition, e), None, Vec::new());
+                    return intent_fail(req, f, dlm, disposition, e);
                 }
             }
         }
