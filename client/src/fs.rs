@@ -46,6 +46,9 @@ pub struct ClientConfig {
     /// Fault injection (like Lustre's `fail_loc` for tests): how long to hold a lock after a
     /// blocking AST before cancelling it. Zero in normal use.
     pub cancel_delay: Duration,
+    /// How long data operations keep retrying while an OST is unreachable (restarting)
+    /// before failing with the last error.
+    pub io_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -62,6 +65,7 @@ impl ClientConfig {
             ping_interval: Duration::from_secs(25),
             jobid: String::new(),
             cancel_delay: Duration::ZERO,
+            io_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -140,6 +144,12 @@ pub struct Fs {
     pub rpcs: Cell<u64>,
     /// Counters of what the client did.
     pub stats: FsStats,
+    /// Per-OST client state (grant, fault knobs).
+    pub osc_states: RefCell<HashMap<u32, Rc<crate::osc::OscState>>>,
+    /// Cached file data.
+    pub pages: RefCell<crate::file::PageCache>,
+    /// Object sizes as far as we know them (LVBs, glimpses, our own writes).
+    pub object_sizes: RefCell<HashMap<LuFid, u64>>,
     /// Ourselves, for the eviction hooks of imports.
     me: RefCell<std::rc::Weak<Fs>>,
 }
@@ -237,6 +247,9 @@ impl Fs {
             config_lock: Cell::new(0),
             rpcs: Cell::new(0),
             stats: FsStats::default(),
+            osc_states: RefCell::new(HashMap::new()),
+            object_sizes: RefCell::new(HashMap::new()),
+            pages: RefCell::new(crate::file::PageCache::default()),
             me: RefCell::new(std::rc::Weak::new()),
         });
         *fs.me.borrow_mut() = Rc::downgrade(&fs);
@@ -511,7 +524,6 @@ impl Fs {
         }
     }
 
-    /// Drops every cached item a lock protects.
     /// When `imp`'s server evicts us, its locks are gone: drop them and everything they
     /// protected (as a Lustre client invalidates an evicted import); an evicted MGC re-reads
     /// the configuration under a new config lock.
@@ -521,7 +533,15 @@ impl Fs {
             let Some(fs) = me.upgrade() else { return };
             fs.stats.evictions.set(fs.stats.evictions.get() + 1);
             for h in fs.locks.of_target(t) {
-                fs.locks.remove(h);
+                if let Some(l) = fs.locks.remove(h)
+                    && let Tgt::Osc(_) = t
+                {
+                    // Their pages, dirty ones too, are no longer ours to write (Lustre
+                    // discards them on eviction).
+                    let fid = l.res.fid();
+                    fs.pages.borrow_mut().take_range(fid, 0, u64::MAX);
+                    fs.object_sizes.borrow_mut().remove(&fid);
+                }
             }
             let mut c = fs.cache.borrow_mut();
             c.attrs.clear();
@@ -543,7 +563,16 @@ impl Fs {
     /// Gives a lock back: drops what it protects, then LDLM_CANCEL to its server.
     pub async fn cancel_lock(&self, handle: u64) -> Result<()> {
         self.invalidate(handle);
+        if let Some(l) = self.locks.get(handle)
+            && let Tgt::Osc(ost) = l.target
+        {
+            // Data first: dirty pages under the lock go back to the OST before it is released.
+            self.lock_going(ost, l.res.fid(), &l.policy).await;
+        }
         let Some(l) = self.locks.remove(handle) else { return Ok(()) };
+        if let Tgt::Osc(_) = l.target {
+            self.lock_gone(l.res.fid());
+        }
         let imp = match l.target {
             Tgt::Mgc => self.mgc.clone(),
             Tgt::Mdc(i) => self.mdc(i)?,
@@ -683,6 +712,7 @@ async fn handle_callback(fs: Rc<Fs>, inc: Incoming) {
         _ => "LDLM_CALLBACK",
     };
     let reply = match (status, rmf::format(fmt)) {
+        (Ok(()), _) if inc.opc() == Opcode::LdlmGlCallback => glimpse_reply(&fs, &inc),
         (Ok(()), Some(f)) => MsgBuilder::reply(f, &inc.body).count(1).build(),
         (Err(e), _) => MsgBuilder::error_reply(&inc.body, e),
         (Ok(()), None) => MsgBuilder::error_reply(&inc.body, -libc::EPROTO),
@@ -703,6 +733,28 @@ async fn handle_callback(fs: Rc<Fs>, inc: Incoming) {
             log::debug!("cancel after blocking callback: {e}");
         }
     }
+}
+
+/// A glimpse callback's answer: the object's LVB as we know it, our cached writes included
+/// (what `osc_ldlm_glimpse_ast` sends).
+fn glimpse_reply(fs: &Fs, inc: &Incoming) -> std::result::Result<Vec<u8>, proto::WireError> {
+    let lock = callback_handle(inc).and_then(|h| fs.locks.get(h));
+    let mut lvb = proto::ldlm::OstLvb::default();
+    if let Some(l) = lock {
+        let size = fs.known_object_size(l.res.fid()).unwrap_or(0);
+        lvb.lvb_size = size.into();
+        lvb.lvb_blocks = size.div_ceil(512).into();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if fs.pages.borrow().dirty_bytes() > 0 {
+            lvb.lvb_mtime = now.into();
+            lvb.lvb_ctime = now.into();
+        }
+    }
+    let f = rmf::format("LDLM_GL_CALLBACK")
+        .ok_or(proto::WireError::BadValue { what: "rmf", got: 0 })?;
+    MsgBuilder::reply(f, &inc.body).wire("DLM_LVB", &lvb)?.build()
 }
 
 fn callback_handle(inc: &Incoming) -> Option<u64> {

@@ -16,9 +16,12 @@
 //! ```
 
 pub mod error;
+pub mod file;
 pub mod fs;
 pub mod ldlm;
+pub mod lov;
 pub mod ns;
+pub mod osc;
 
 pub use error::{Error, Result};
 pub use fs::{ClientConfig, Cred, Fs, FsStats};
@@ -168,10 +171,76 @@ impl Client {
         self.run(move |fs| async move { fs.create(&p, mode, &layout, c).await.map(|x| x.0) })
     }
 
-    /// `stat` (follows symlinks when `follow`).
+    /// `stat` (follows symlinks when `follow`). A regular file's size, blocks and mtime come
+    /// from its objects (glimpses), as a Lustre client's do.
     pub fn stat(&self, path: &str, follow: bool, c: Cred) -> Result<(LuFid, MdtBody)> {
         let p = path.to_string();
-        self.run(move |fs| async move { fs.resolve(&p, c, follow).await })
+        self.run(move |fs| async move {
+            let (fid, b) = fs.resolve(&p, c, follow).await?;
+            if b.mbo_mode.get() & ns::S_IFMT == ns::S_IFREG {
+                return Ok((fid, fs.getattr_sized(fid, c).await?));
+            }
+            Ok((fid, b))
+        })
+    }
+
+    /// Opens a file (O_CREAT in `flags` creates it, with `layout` if not empty).
+    pub fn open(
+        &self,
+        path: &str,
+        flags: u64,
+        perm: u32,
+        layout: Vec<u8>,
+        c: Cred,
+    ) -> Result<file::OpenFile> {
+        let p = path.to_string();
+        self.run(move |fs| async move { fs.open_file(&p, flags, perm, &layout, c).await })
+    }
+
+    /// Reads up to `len` bytes at `off`.
+    pub fn read(&self, f: &file::OpenFile, off: u64, len: u64) -> Result<Vec<u8>> {
+        let f = f.clone();
+        self.run(move |fs| async move { fs.read_file(&f, off, len).await })
+    }
+
+    /// Writes `data` at `off` (cached under grant; `fsync` or `close` writes back).
+    pub fn write(&self, f: &file::OpenFile, off: u64, data: Vec<u8>) -> Result<()> {
+        let f = f.clone();
+        self.run(move |fs| async move { fs.write_file(&f, off, &data).await })
+    }
+
+    /// Appends atomically; returns the offset written at.
+    pub fn append(&self, f: &file::OpenFile, data: Vec<u8>) -> Result<u64> {
+        let f = f.clone();
+        self.run(move |fs| async move { fs.append_file(&f, &data).await })
+    }
+
+    /// Writes back the file's dirty data.
+    pub fn fsync(&self, f: &file::OpenFile) -> Result<()> {
+        let f = f.clone();
+        self.run(move |fs| async move { fs.fsync_file(&f).await })
+    }
+
+    /// Truncates or extends the file.
+    pub fn truncate(&self, f: &file::OpenFile, size: u64, c: Cred) -> Result<()> {
+        let f = f.clone();
+        self.run(move |fs| async move { fs.truncate_file(&f, size, c).await })
+    }
+
+    /// The file's size (glimpses).
+    pub fn size(&self, f: &file::OpenFile) -> Result<u64> {
+        let f = f.clone();
+        self.run(move |fs| async move {
+            match &f.layout {
+                Some(l) => fs.file_size(l).await,
+                None => Ok(0),
+            }
+        })
+    }
+
+    /// Closes (writes back, then MDS_CLOSE).
+    pub fn close(&self, f: file::OpenFile) -> Result<()> {
+        self.run(move |fs| async move { fs.close_file(&f).await })
     }
 
     /// Directory entries.

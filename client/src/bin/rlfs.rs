@@ -154,6 +154,24 @@ enum Cmd {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// Copies a file in, out of, or within the file system. Paths inside the file system
+    /// start with ':' (`rlfs cp data.bin :/a/data.bin`, `rlfs cp :/a/data.bin -`); '-' is
+    /// standard input or output.
+    Cp {
+        /// Stripe count of a new file in the file system (0 = default, -1 = all OSTs).
+        #[arg(short = 'c', long = "stripe-count", allow_hyphen_values = true)]
+        count: Option<i32>,
+        /// Stripe size of a new file (K/M/G suffixes).
+        #[arg(short = 'S', long = "stripe-size")]
+        size: Option<String>,
+        src: String,
+        dst: String,
+    },
+    /// Writes files of the file system to standard output.
+    Cat {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Prints the FID of each path.
     Path2fid {
         #[arg(required = true)]
@@ -267,6 +285,14 @@ fn run(c: &Client, mnt: &str, cmd: Cmd) -> ExitCode {
             let only = Only { count, size, index };
             for p in paths {
                 report("getstripe", getstripe(c, &p, only, directory, cr), &mut failed);
+            }
+        }
+        Cmd::Cp { count, size, src, dst } => {
+            report("cp", cp(c, &src, &dst, count, size.as_deref(), cr), &mut failed);
+        }
+        Cmd::Cat { paths } => {
+            for p in paths {
+                report("cat", cat(c, &p, &mut std::io::stdout().lock(), cr), &mut failed);
             }
         }
         Cmd::Path2fid { paths } => {
@@ -580,7 +606,7 @@ fn ls(
     let bodies = c.run(move |fs| async move {
         let mut out = Vec::with_capacity(fids.len());
         for f in fids {
-            let (b, _) = fs.getattr(f, cr).await?;
+            let b = fs.getattr_sized(f, cr).await?;
             let link = if b.mbo_mode.get() & S_IFMT == S_IFLNK {
                 Some(String::from_utf8_lossy(&fs.readlink_fid(f, cr).await?).into_owned())
             } else {
@@ -707,6 +733,135 @@ fn mv(c: &Client, src: &str, dst: &str, cr: Cred) -> Result<(), Error> {
         _ => dst.to_string(),
     };
     c.rename(src, &target, cr)
+}
+
+/// Bytes moved per read or write call of cp/cat.
+const COPY_CHUNK: u64 = 8 << 20;
+
+fn io_err(e: &std::io::Error, what: &str) -> Error {
+    Error::new(e.raw_os_error().unwrap_or(libc::EIO)).ctx(what.to_string())
+}
+
+/// Streams a file of the file system to `out`.
+fn cat(c: &Client, path: &str, out: &mut dyn std::io::Write, cr: Cred) -> Result<(), Error> {
+    let f = c.open(path, proto::mdt::open::FMODE_READ, 0, Vec::new(), cr)?;
+    let mut off = 0u64;
+    let r = loop {
+        let buf = match c.read(&f, off, COPY_CHUNK) {
+            Ok(b) => b,
+            Err(e) => break Err(e),
+        };
+        if buf.is_empty() {
+            break Ok(());
+        }
+        if let Err(e) = out.write_all(&buf) {
+            break Err(io_err(&e, "writing the output"));
+        }
+        off += buf.len() as u64;
+    };
+    let closed = c.close(f);
+    r.and(closed).map_err(|e| e.ctx(path.to_string()))
+}
+
+fn cp(
+    c: &Client,
+    src: &str,
+    dst: &str,
+    count: Option<i32>,
+    size: Option<&str>,
+    cr: Cred,
+) -> Result<(), Error> {
+    use proto::mdt::open as of;
+    use std::io::{Read, Write};
+    let inside = |p: &str| p.strip_prefix(':').map(str::to_string);
+    // Into the file system: create (or truncate) the target with the asked striping.
+    let open_dst = |p: &str| -> Result<client::file::OpenFile, Error> {
+        let lay = if count.is_some() || size.is_some() {
+            let ss = size.map(parse_stripe_size).transpose()?.unwrap_or(0);
+            user_layout(ss, count.unwrap_or(0), -1)
+        } else {
+            Vec::new()
+        };
+        let f = c.open(p, of::FMODE_READ | of::FMODE_WRITE | of::CREAT, 0o644, lay, cr)?;
+        if c.size(&f)? > 0 {
+            c.truncate(&f, 0, cr)?;
+        }
+        Ok(f)
+    };
+    match (inside(src), inside(dst)) {
+        (None, Some(d)) => {
+            let mut input: Box<dyn Read> = if src == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(std::fs::File::open(src).map_err(|e| io_err(&e, src))?)
+            };
+            let f = open_dst(&d)?;
+            let mut off = 0u64;
+            let mut buf = vec![0u8; usize::try_from(COPY_CHUNK).unwrap_or(1 << 20)];
+            let r = loop {
+                let n = match read_full(&mut input, &mut buf) {
+                    Ok(n) => n,
+                    Err(e) => break Err(io_err(&e, src)),
+                };
+                if n == 0 {
+                    break Ok(());
+                }
+                if let Err(e) = c.write(&f, off, buf[..n].to_vec()) {
+                    break Err(e);
+                }
+                off += n as u64;
+            };
+            let closed = c.close(f);
+            r.and(closed).map_err(|e| e.ctx(d))
+        }
+        (Some(s), None) => {
+            if dst == "-" {
+                cat(c, &s, &mut std::io::stdout().lock(), cr)
+            } else {
+                let mut out = std::fs::File::create(dst).map_err(|e| io_err(&e, dst))?;
+                cat(c, &s, &mut out, cr)?;
+                out.flush().map_err(|e| io_err(&e, dst))
+            }
+        }
+        (Some(s), Some(d)) => {
+            let from = c.open(&s, of::FMODE_READ, 0, Vec::new(), cr)?;
+            let to = open_dst(&d)?;
+            let mut off = 0u64;
+            let r = loop {
+                let buf = match c.read(&from, off, COPY_CHUNK) {
+                    Ok(b) => b,
+                    Err(e) => break Err(e),
+                };
+                if buf.is_empty() {
+                    break Ok(());
+                }
+                let n = buf.len() as u64;
+                if let Err(e) = c.write(&to, off, buf) {
+                    break Err(e);
+                }
+                off += n;
+            };
+            let a = c.close(from);
+            let b = c.close(to);
+            r.and(a).and(b)
+        }
+        (None, None) => Err(Error::new(libc::EINVAL)
+            .ctx("one of the paths must be inside the file system (start it with ':')")),
+    }
+}
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn parse_stripe_size(s: &str) -> Result<u32, Error> {

@@ -1,0 +1,593 @@
+//! OSC: the client's side of one OST: extent locks (with their LVB), glimpses, bulk reads
+//! and writes (OST_READ/OST_WRITE with niobufs, bulk MDs split as Lustre splits them, crc32c
+//! checksums, grant), punch and object attributes.
+
+use crate::error::{Error, Result, check};
+use crate::fs::Fs;
+use crate::ldlm::{ClientLock, Tgt};
+use crate::lov::Stripe;
+use proto::build::MsgBuilder;
+use proto::connect::{ObdConnectData, cksum};
+use proto::fid::{LuFid, LustreHandle, OstId};
+use proto::ldlm::{
+    LdlmExtent, LdlmLockDesc, LdlmReply, LdlmRequest, OstLvb, Policy, flags as lf, lock_type, mode,
+    status,
+};
+use proto::mdt::md;
+use proto::opcode::Opcode;
+use proto::ost::{NiobufRemote, ObdIoobj, Obdo, brw, obd_fl};
+use proto::portal;
+use proto::wire::{FromZeros, IntoBytes, Wire};
+use ptlrpc::Bulk;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Page size of the bulk fragments (Lustre's clients use the kernel page).
+pub const PAGE: u64 = 4096;
+/// Fragments per bulk MD (`LNET_MAX_IOV`).
+pub const FRAGS_PER_MD: usize = 256;
+/// Last byte of an object, for locks to EOF.
+pub const EOF: u64 = u64::MAX;
+
+/// Client state of one OST: grant and the write checksum fault knob.
+#[derive(Debug, Default)]
+pub struct OscState {
+    /// Bytes the OST granted us and we have not used (`cl_avail_grant`).
+    pub avail_grant: Cell<u64>,
+    /// Bytes written under grant since the last announce (`o_dirty` for the OST).
+    pub dirty: Cell<u64>,
+    /// Fault injection (Lustre's `OBD_FAIL_OSC_CHECKSUM_SEND` in spirit): corrupt the bulk
+    /// data of this many next writes after their checksum is computed, as a bad wire would.
+    pub corrupt_writes: Cell<u32>,
+    /// Writes the OST refused for a bad checksum and we resent.
+    pub checksum_resends: Cell<u64>,
+}
+
+/// One contiguous run of an object write.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Object offset.
+    pub off: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Written under grant.
+    pub from_grant: bool,
+}
+
+/// How the bulk of a BRW splits into MDs: page fragments of every niobuf, `FRAGS_PER_MD` a
+/// piece. Returns the byte length of each MD.
+#[must_use]
+pub fn md_lengths(nbs: &[(u64, u64)]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut frags = 0usize;
+    let mut cur = 0usize;
+    for &(off, len) in nbs {
+        let mut pos = off;
+        let end = off + len;
+        while pos < end {
+            let n = (PAGE - pos % PAGE).min(end - pos);
+            if frags == FRAGS_PER_MD {
+                out.push(cur);
+                cur = 0;
+                frags = 0;
+            }
+            cur += usize::try_from(n).unwrap_or(0);
+            frags += 1;
+            pos += n;
+        }
+    }
+    if frags > 0 {
+        out.push(cur);
+    }
+    out
+}
+
+/// Lustre's bulk checksum of `data` for a negotiated type (crc32c over the bulk bytes in
+/// niobuf order, as `osc_checksum_bulk` computes it).
+#[must_use]
+pub fn bulk_checksum(kind: u32, parts: &[&[u8]]) -> u32 {
+    match kind {
+        cksum::CRC32 => {
+            let mut h = crc32fast::Hasher::new();
+            for p in parts {
+                h.update(p);
+            }
+            h.finalize()
+        }
+        cksum::ADLER => {
+            let mut a = adler2::Adler32::new();
+            for p in parts {
+                a.write_slice(p);
+            }
+            a.checksum()
+        }
+        _ => parts.iter().fold(0, |c, p| crc32c::crc32c_append(c, p)),
+    }
+}
+
+/// The `OBD_FL_CKSUM_*` flag of a checksum type.
+#[must_use]
+pub fn cksum_flag(kind: u32) -> u32 {
+    match kind {
+        cksum::CRC32 => obd_fl::CKSUM_CRC32,
+        cksum::ADLER => obd_fl::CKSUM_ADLER,
+        _ => obd_fl::CKSUM_CRC32C,
+    }
+}
+
+/// The checksum type to use with what the OST granted (crc32c preferred).
+#[must_use]
+pub fn pick_cksum(granted: u32) -> Option<u32> {
+    [cksum::CRC32C, cksum::ADLER, cksum::CRC32].into_iter().find(|k| granted & k != 0)
+}
+
+fn object_obdo(fid: LuFid) -> Obdo {
+    let mut oa: Obdo = FromZeros::new_zeroed();
+    oa.o_oi = OstId::from_fid(fid);
+    oa.o_valid = (md::FLID | md::FLGROUP).into();
+    oa
+}
+
+impl Fs {
+    fn osc_data(&self, ost: u32) -> Result<ObdConnectData> {
+        self.osc(ost)?
+            .connect_data()
+            .ok_or_else(|| Error::new(libc::ENOTCONN).ctx(format!("OST{ost:04x}")))
+    }
+
+    /// The OSC state of `ost`.
+    pub fn osc_state(&self, ost: u32) -> Rc<OscState> {
+        self.osc_states.borrow_mut().entry(ost).or_default().clone()
+    }
+
+    /// Largest BRW the OST accepts (negotiated `ocd_brw_size`).
+    pub fn brw_size(&self, ost: u32) -> u64 {
+        self.osc_data(ost)
+            .map(|d| u64::from(d.ocd_brw_size.get()))
+            .ok()
+            .filter(|&s| s >= PAGE)
+            .unwrap_or(1 << 20)
+    }
+
+    /// Enqueues an extent lock on an object; returns our handle, the granted extent and the
+    /// object's LVB. A queued enqueue waits for its completion AST.
+    pub async fn extent_lock(
+        self: &Rc<Self>,
+        s: Stripe,
+        lock_mode: u32,
+        start: u64,
+        end: u64,
+    ) -> Result<(u64, LdlmExtent, OstLvb)> {
+        let handle = self.locks.new_handle();
+        let res = s.fid.res_id();
+        let want = LdlmExtent { start: start.into(), end: end.into(), gid: 0.into() };
+        let req = LdlmRequest {
+            lock_flags: 0,
+            lock_desc: LdlmLockDesc::new(lock_type::EXTENT, res, lock_mode, &Policy::Extent(want)),
+            handles: vec![LustreHandle::new(handle)],
+        };
+        let b = MsgBuilder::request_fmt(fmt("LDLM_ENQUEUE_LVB")?, Opcode::LdlmEnqueue)
+            .set("DLM_REQ", req.to_vec())?;
+        let osc = self.osc(s.ost)?;
+        self.locks.expect_completion(handle);
+        let what = format!("OST{:04x} lock on {}", s.ost, s.fid);
+        let rep = match self.retrying(&what, || self.call(&osc, b.clone(), None, None)).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.locks.forget_completion(handle);
+                return Err(e);
+            }
+        };
+        let r = LdlmReply::read(rep.buf("ldlm_reply", 1, 112)?)?;
+        let mut lvb =
+            rep.buf("dlm_lvb", 2, 0).ok().and_then(|b| OstLvb::read(b).ok()).unwrap_or_default();
+        let mut granted_mode = r.lock_desc.l_granted_mode.get();
+        if r.lock_flags.get() & lf::BLOCKED_MASK != 0 {
+            granted_mode = self
+                .locks
+                .wait_completion(handle, crate::fs::COMPLETION_TIMEOUT)
+                .await
+                .ok_or_else(|| Error::new(libc::ETIMEDOUT).ctx("waiting for an extent lock"))?;
+            // The LVB may have moved while we waited: ask again.
+            lvb = self.glimpse(s).await.unwrap_or(lvb);
+        } else {
+            self.locks.forget_completion(handle);
+        }
+        let ext = match r.lock_desc.policy() {
+            Ok(Policy::Extent(e)) => e,
+            _ => want,
+        };
+        self.locks.insert(ClientLock {
+            handle,
+            remote: r.lock_handle.get(),
+            target: Tgt::Osc(s.ost),
+            res,
+            mode: if granted_mode == 0 { lock_mode } else { granted_mode },
+            policy: Policy::Extent(ext),
+            last_used: Instant::now(),
+            cancelling: false,
+        });
+        self.note_object_size(s.fid, lvb.lvb_size.get());
+        Ok((handle, ext, lvb))
+    }
+
+    /// A granted lock of ours on `fid` at least `lock_mode` covering `[start, end]`.
+    #[must_use]
+    pub fn matching_lock(&self, fid: LuFid, lock_mode: u32, start: u64, end: u64) -> Option<u64> {
+        self.locks.on_resource(&fid.res_id()).into_iter().find_map(|l| {
+            let strong = l.mode == mode::PW || l.mode == mode::EX || l.mode == lock_mode;
+            match l.policy {
+                Policy::Extent(e) if strong && e.start.get() <= start && e.end.get() >= end => {
+                    Some(l.handle)
+                }
+                _ => None,
+            }
+        })
+    }
+
+    /// A lock covering `[start, end]` of the object: an existing one, or a new enqueue.
+    pub async fn ensure_extent_lock(
+        self: &Rc<Self>,
+        s: Stripe,
+        lock_mode: u32,
+        start: u64,
+        end: u64,
+    ) -> Result<u64> {
+        if let Some(h) = self.matching_lock(s.fid, lock_mode, start, end) {
+            self.locks.touch(h);
+            return Ok(h);
+        }
+        Ok(self.extent_lock(s, lock_mode, start, end).await?.0)
+    }
+
+    /// The object's size as the OST and every lock holder know it (a glimpse: an
+    /// IT_GLIMPSE enqueue that returns the LVB and no lock, or a lock).
+    pub async fn glimpse(self: &Rc<Self>, s: Stripe) -> Result<OstLvb> {
+        let handle = self.locks.new_handle();
+        let res = s.fid.res_id();
+        let want = LdlmExtent { start: 0.into(), end: EOF.into(), gid: 0.into() };
+        let req = LdlmRequest {
+            lock_flags: lf::HAS_INTENT,
+            lock_desc: LdlmLockDesc::new(lock_type::EXTENT, res, mode::PR, &Policy::Extent(want)),
+            handles: vec![LustreHandle::new(handle)],
+        };
+        let b = MsgBuilder::request_fmt(fmt("LDLM_ENQUEUE_LVB")?, Opcode::LdlmEnqueue)
+            .set("DLM_REQ", req.to_vec())?;
+        let osc = self.osc(s.ost)?;
+        let what = format!("OST{:04x} glimpse of {}", s.ost, s.fid);
+        let rep = self.retrying(&what, || self.call(&osc, b.clone(), None, None)).await?;
+        let r = LdlmReply::read(rep.buf("ldlm_reply", 1, 112)?)?;
+        let lvb = OstLvb::read(rep.buf("dlm_lvb", 2, OstLvb::SIZE)?)?;
+        let remote = r.lock_handle.get();
+        if rep.status() != status::LOCK_ABORTED && remote != 0 {
+            // Granted a lock after all (no conflicting holder): keep it, as Lustre's AGL does.
+            let ext = match r.lock_desc.policy() {
+                Ok(Policy::Extent(e)) => e,
+                _ => want,
+            };
+            self.locks.insert(ClientLock {
+                handle,
+                remote,
+                target: Tgt::Osc(s.ost),
+                res,
+                mode: r.lock_desc.l_granted_mode.get().max(mode::PR),
+                policy: Policy::Extent(ext),
+                last_used: Instant::now(),
+                cancelling: false,
+            });
+        }
+        self.note_object_size(s.fid, lvb.lvb_size.get());
+        Ok(lvb)
+    }
+
+    /// Writes runs of one object (each RPC at most the negotiated BRW size), with checksums
+    /// and grant. A write the OST refuses for a bad checksum is sent again.
+    pub async fn brw_write(&self, s: Stripe, runs: &[Run]) -> Result<()> {
+        let max = self.brw_size(s.ost);
+        let mut batch: Vec<Run> = Vec::new();
+        let mut size = 0u64;
+        for r in runs {
+            let mut pos = 0usize;
+            while pos < r.data.len() {
+                let room = usize::try_from(max - size).unwrap_or(usize::MAX);
+                let n = room.min(r.data.len() - pos);
+                batch.push(Run {
+                    off: r.off + pos as u64,
+                    data: r.data[pos..pos + n].to_vec(),
+                    from_grant: r.from_grant,
+                });
+                size += n as u64;
+                pos += n;
+                if size >= max {
+                    self.brw_write_rpc(s, &batch).await?;
+                    batch.clear();
+                    size = 0;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.brw_write_rpc(s, &batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or `io_timeout` passes while the OST is
+    /// unreachable (a restarting OST: the import reconnects and the BRW is rebuilt and sent
+    /// again, as Lustre's OSC redoes a BRW).
+    async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let start = Instant::now();
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            match op().await {
+                Err(e)
+                    if matches!(
+                        e.errno,
+                        libc::ETIMEDOUT
+                            | libc::EHOSTUNREACH
+                            | libc::ECONNREFUSED
+                            | libc::ECONNRESET
+                            | libc::ENOTCONN
+                            | libc::ENETUNREACH
+                    ) && start.elapsed() < self.cfg.io_timeout =>
+                {
+                    log::info!("{what}: {e}; retrying");
+                    glommio::timer::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn brw_write_rpc(&self, s: Stripe, runs: &[Run]) -> Result<()> {
+        let what = format!("OST{:04x} write of {}", s.ost, s.fid);
+        self.retrying(&what, || self.brw_write_once(s, runs)).await
+    }
+
+    async fn brw_write_once(&self, s: Stripe, runs: &[Run]) -> Result<()> {
+        let osc = self.osc(s.ost)?;
+        let st = self.osc_state(s.ost);
+        let data = self.osc_data(s.ost)?;
+        let ck = if data.flags() & proto::connect::flags::CKSUM != 0 {
+            pick_cksum(data.ocd_cksum_types.get())
+        } else {
+            None
+        };
+        for attempt in 0..4 {
+            let nbs: Vec<(u64, u64)> = runs.iter().map(|r| (r.off, r.data.len() as u64)).collect();
+            let lens = md_lengths(&nbs);
+            let mut oa = object_obdo(s.fid);
+            let mut valid = oa.o_valid.get();
+            // Grant: announce what we hold and ask for more (osc_announce_cached).
+            valid |= md::FLGRANT | md::FLBLOCKS;
+            // o_dirty, o_undirty share o_blocks and o_mode (lustre_idl.h's #defines).
+            oa.o_grant = st.avail_grant.get().into();
+            oa.o_blocks = st.dirty.get().into();
+            oa.o_mode = (4u32 << 20).into();
+            if let Some(k) = ck {
+                let parts: Vec<&[u8]> = runs.iter().map(|r| r.data.as_slice()).collect();
+                oa.o_nlink = bulk_checksum(k, &parts).into(); // o_cksum
+                oa.o_flags = cksum_flag(k).into();
+                valid |= md::FLCKSUM | md::FLFLAGS;
+            }
+            oa.o_valid = valid.into();
+            let mut ioo = ObdIoobj {
+                ioo_oid: OstId::from_fid(s.fid),
+                ioo_max_brw: 0.into(),
+                ioo_bufcnt: u32::try_from(runs.len()).unwrap_or(u32::MAX).into(),
+            };
+            ioo.set_md_count(u32::try_from(lens.len()).unwrap_or(1));
+            let mut nb_bytes = Vec::with_capacity(runs.len() * NiobufRemote::SIZE);
+            for r in runs {
+                let f = brw::WRITE | if r.from_grant { brw::FROM_GRANT } else { 0 };
+                let nb = NiobufRemote {
+                    rnb_offset: r.off.into(),
+                    rnb_len: u32::try_from(r.data.len()).unwrap_or(u32::MAX).into(),
+                    rnb_flags: f.into(),
+                };
+                nb_bytes.extend_from_slice(nb.as_bytes());
+            }
+            // The bulk: the runs' bytes back to back, cut into MDs on fragment boundaries.
+            let mut all: Vec<u8> = runs.iter().flat_map(|r| r.data.iter().copied()).collect();
+            if st.corrupt_writes.get() > 0 && !all.is_empty() {
+                st.corrupt_writes.set(st.corrupt_writes.get() - 1);
+                all[0] ^= 0xff;
+            }
+            let mut bufs = Vec::with_capacity(lens.len());
+            let mut at = 0usize;
+            for l in &lens {
+                bufs.push(all[at..at + l].to_vec());
+                at += l;
+            }
+            let b = MsgBuilder::request(Opcode::OstWrite)?
+                .wire("OST_BODY", &oa)?
+                .set("OBD_IOOBJ", ioo.as_bytes().to_vec())?
+                .set("NIOBUF_REMOTE", nb_bytes)?;
+            let bulk = Bulk { portal: portal::OST_BULK, server_gets: true, bufs };
+            let rep = osc
+                .rpc_via(Some((portal::OST_IO, portal::OSC_REPLY)), b, Some(bulk))
+                .await
+                .map_err(Error::from)?;
+            self.rpcs.set(self.rpcs.get() + 1);
+            if rep.status() == -libc::EAGAIN && ck.is_some() && attempt < 3 {
+                st.checksum_resends.set(st.checksum_resends.get() + 1);
+                log::warn!("OST{:04x}: write of {} refused (checksum); resending", s.ost, s.fid);
+                continue;
+            }
+            check(rep.status())?;
+            let ra = Obdo::read(rep.buf("ost_body", 1, Obdo::SIZE)?)?;
+            if ra.o_valid.get() & md::FLGRANT != 0 {
+                st.avail_grant.set(st.avail_grant.get().saturating_add(ra.o_grant.get()));
+            }
+            st.dirty.set(0);
+            if let Ok(rcs) = rep.buf("rcs", 2, 0) {
+                for c in rcs.chunks_exact(4) {
+                    let v = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                    check(v)?;
+                }
+            }
+            let end = runs.iter().map(|r| r.off + r.data.len() as u64).max().unwrap_or(0);
+            self.note_object_size(s.fid, end);
+            return Ok(());
+        }
+        Err(Error::new(libc::EIO).ctx(format!("OST{:04x}: write checksums keep failing", s.ost)))
+    }
+
+    /// Reads `len` bytes of an object at `off` (fewer at the object's end; holes read as
+    /// zeros), verifying the checksum when the OST sends one.
+    pub async fn brw_read(&self, s: Stripe, off: u64, len: u64) -> Result<Vec<u8>> {
+        let max = self.brw_size(s.ost);
+        let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        let mut pos = off;
+        let end = off + len;
+        while pos < end {
+            let n = (end - pos).min(max);
+            let got = self.brw_read_rpc(s, pos, n).await?;
+            let short = (got.len() as u64) < n;
+            out.extend_from_slice(&got);
+            pos += n;
+            if short {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn brw_read_rpc(&self, s: Stripe, off: u64, len: u64) -> Result<Vec<u8>> {
+        let what = format!("OST{:04x} read of {}", s.ost, s.fid);
+        self.retrying(&what, || self.brw_read_once(s, off, len)).await
+    }
+
+    async fn brw_read_once(&self, s: Stripe, off: u64, len: u64) -> Result<Vec<u8>> {
+        let osc = self.osc(s.ost)?;
+        let data = self.osc_data(s.ost)?;
+        let ck = if data.flags() & proto::connect::flags::CKSUM != 0 {
+            pick_cksum(data.ocd_cksum_types.get())
+        } else {
+            None
+        };
+        let lens = md_lengths(&[(off, len)]);
+        let mut oa = object_obdo(s.fid);
+        if let Some(k) = ck {
+            oa.o_flags = cksum_flag(k).into();
+            oa.o_valid = (oa.o_valid.get() | md::FLCKSUM | md::FLFLAGS).into();
+        }
+        let mut ioo = ObdIoobj {
+            ioo_oid: OstId::from_fid(s.fid),
+            ioo_max_brw: 0.into(),
+            ioo_bufcnt: 1.into(),
+        };
+        ioo.set_md_count(u32::try_from(lens.len()).unwrap_or(1));
+        let nb = NiobufRemote {
+            rnb_offset: off.into(),
+            rnb_len: u32::try_from(len).map_err(|_| Error::new(libc::EINVAL))?.into(),
+            rnb_flags: brw::READ.into(),
+        };
+        let b = MsgBuilder::request(Opcode::OstRead)?
+            .wire("OST_BODY", &oa)?
+            .set("OBD_IOOBJ", ioo.as_bytes().to_vec())?
+            .set("NIOBUF_REMOTE", nb.as_bytes().to_vec())?;
+        let bufs: Vec<Vec<u8>> = lens.iter().map(|&l| vec![0u8; l]).collect();
+        let bulk = Bulk { portal: portal::OST_BULK, server_gets: false, bufs };
+        let rep = osc
+            .rpc_via(Some((portal::OST_IO, portal::OSC_REPLY)), b, Some(bulk))
+            .await
+            .map_err(Error::from)?;
+        self.rpcs.set(self.rpcs.get() + 1);
+        check(rep.status())?;
+        // pb_status of a read is the number of bytes the OST sent.
+        let n = usize::try_from(rep.status().max(0)).unwrap_or(0);
+        let mut out = Vec::with_capacity(n);
+        if let Ok(short) = rep.buf("short_io", 2, 0)
+            && !short.is_empty()
+        {
+            out.extend_from_slice(&short[..n.min(short.len())]);
+        } else {
+            for (b, got) in &rep.bulk {
+                out.extend_from_slice(&b[..(*got).min(b.len())]);
+            }
+            out.truncate(n);
+        }
+        let ra = Obdo::read(rep.buf("ost_body", 1, Obdo::SIZE)?)?;
+        if let Some(k) = ck
+            && ra.o_valid.get() & md::FLCKSUM != 0
+        {
+            let mine = bulk_checksum(k, &[&out]);
+            if mine != ra.o_nlink.get() {
+                return Err(Error::new(libc::EIO).ctx(format!(
+                    "OST{:04x}: read checksum of {} is {:#x}, the OST sent {:#x}",
+                    s.ost,
+                    s.fid,
+                    mine,
+                    ra.o_nlink.get()
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Truncates an object to `size` (OST_PUNCH from `size` to the end).
+    pub async fn ost_punch(&self, s: Stripe, size: u64) -> Result<()> {
+        let mut oa = object_obdo(s.fid);
+        oa.o_valid = (oa.o_valid.get() | md::FLSIZE | md::FLBLOCKS).into();
+        oa.o_size = size.into();
+        oa.o_blocks = EOF.into();
+        let b = MsgBuilder::request(Opcode::OstPunch)?.wire("OST_BODY", &oa)?;
+        let osc = self.osc(s.ost)?;
+        let what = format!("OST{:04x} punch of {}", s.ost, s.fid);
+        self.retrying(&what, || self.call(&osc, b.clone(), None, None)).await?;
+        self.set_object_size(s.fid, size);
+        Ok(())
+    }
+
+    /// Records that an object is at least `size` bytes.
+    pub fn note_object_size(&self, fid: LuFid, size: u64) {
+        let mut m = self.object_sizes.borrow_mut();
+        let e = m.entry(fid).or_insert(0);
+        *e = (*e).max(size);
+    }
+
+    /// Records an object's exact size (after a truncate).
+    pub fn set_object_size(&self, fid: LuFid, size: u64) {
+        self.object_sizes.borrow_mut().insert(fid, size);
+    }
+
+    /// What we know of an object's size.
+    #[must_use]
+    pub fn known_object_size(&self, fid: LuFid) -> Option<u64> {
+        self.object_sizes.borrow().get(&fid).copied()
+    }
+}
+
+fn fmt(id: &str) -> Result<&'static proto::rmf::Fmt> {
+    proto::rmf::format(id).ok_or_else(|| Error::new(libc::EPROTO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md_split_follows_page_fragments() {
+        assert_eq!(md_lengths(&[(0, 4096)]), vec![4096]);
+        assert_eq!(md_lengths(&[(0, 1 << 20)]), vec![1 << 20]);
+        assert_eq!(md_lengths(&[(0, 4 << 20)]), vec![1 << 20; 4]);
+        // An unaligned start makes a short first fragment: 257 fragments for 1 MiB.
+        assert_eq!(md_lengths(&[(100, 1 << 20)]), vec![(1 << 20) - 100, 100]);
+        assert_eq!(md_lengths(&[(0, 10), (4096, 10)]), vec![20]);
+        assert!(md_lengths(&[]).is_empty());
+    }
+
+    #[test]
+    fn checksums_match_the_known_values() {
+        assert_eq!(bulk_checksum(cksum::CRC32C, &[b"123456789"]), 0xe306_9283);
+        assert_eq!(bulk_checksum(cksum::CRC32C, &[b"1234", b"56789"]), 0xe306_9283);
+        assert_eq!(bulk_checksum(cksum::CRC32, &[b"123456789"]), 0xcbf4_3926);
+        assert_eq!(bulk_checksum(cksum::ADLER, &[b"123456789"]), 0x091e_01de);
+    }
+}
