@@ -37,6 +37,7 @@ mod ping;
 mod ratelog;
 mod rt;
 mod rx;
+pub mod selftest;
 mod shard;
 pub mod stats;
 mod timer;

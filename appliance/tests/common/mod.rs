@@ -64,6 +64,11 @@ pub fn rustre() -> &'static str {
 impl Server {
     /// `rustre serve --data DIR` on `port`, two shards, 1 GiB sparse targets.
     pub fn all_in_one(dir: &Path, port: u16) -> Server {
+        Server::all_in_one_sized(dir, port, "1G")
+    }
+
+    /// The same with targets of `size` (e.g. "3G").
+    pub fn all_in_one_sized(dir: &Path, port: u16, size: &str) -> Server {
         let args = vec![
             "serve".to_string(),
             "--data".into(),
@@ -73,7 +78,7 @@ impl Server {
             "--cores".into(),
             "2".into(),
             "--size".into(),
-            "1G".into(),
+            size.into(),
             "--accept-all".into(),
         ];
         Server::spawn(args, port, &dir.join("rustre.log"))

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use lnd::selftest::{Res, tcp_phase, tcp_serve};
 use lnd::{
     AcceptMode, Config, EventKind, Lnet, MatchEntry, MdOptions, MdSpec, NiConfig, Node, Placement,
     ProcessId,
@@ -59,27 +59,6 @@ const PTL_READ: u32 = 9;
 const PTL_REPLY: u32 = 10;
 const PTL_REQ: u32 = 26;
 const T: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Res {
-    ops: u64,
-    bytes: u64,
-    secs: f64,
-}
-
-impl Res {
-    fn add(&mut self, o: Res) {
-        self.ops += o.ops;
-        self.bytes += o.bytes;
-        self.secs += o.secs;
-    }
-    fn mbps(&self) -> f64 {
-        self.bytes as f64 / self.secs / 1e6
-    }
-    fn ops_s(&self) -> f64 {
-        self.ops as f64 / self.secs
-    }
-}
 
 fn placement(cpu: usize) -> Placement {
     let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -170,8 +149,7 @@ fn run(args: &Args, port: u16) -> (Triple, Triple) {
             if let Ok(l) = glommio::net::TcpListener::bind(tcp_addr) {
                 glommio::spawn_local(async move {
                     while let Ok(s) = l.accept().await {
-                        glommio::spawn_local(async move { tcp_serve(s, size, psize).await })
-                            .detach();
+                        glommio::spawn_local(tcp_serve(s, size, psize)).detach();
                     }
                 })
                 .detach();
@@ -194,7 +172,10 @@ fn run(args: &Args, port: u16) -> (Triple, Triple) {
             for (k, (lr, tr)) in l.iter_mut().zip(t.iter_mut()).enumerate() {
                 for _ in 0..ROUNDS {
                     lr.add(lnet_phase(&lnet, &a, srv, k as u8, slice).await);
-                    tr.add(tcp_phase(&a, tcp_addr, k as u8, slice).await);
+                    tr.add(
+                        tcp_phase(tcp_addr, k as u8, (a.size, a.ping_size), a.concurrency, slice)
+                            .await,
+                    );
                 }
             }
             let _ = tx.send(((l[0], l[1], l[2]), (t[0], t[1], t[2])));
@@ -304,82 +285,6 @@ async fn lnet_phase(lnet: &Lnet, a: &Args, srv: ProcessId, kind: u8, secs: f64) 
                     }
                 }
                 r.ops += 1;
-            }
-            r
-        }));
-    }
-    let mut tot = Res::default();
-    for t in tasks {
-        let r = t.await;
-        tot.ops += r.ops;
-        tot.bytes += r.bytes;
-    }
-    tot.secs = start.elapsed().as_secs_f64();
-    tot
-}
-
-/// The raw TCP baseline: one connection per transfer in flight, a 16-byte header per message.
-/// Serves one connection; true when told to stop.
-async fn tcp_serve(mut s: glommio::net::TcpStream, size: usize, psize: usize) -> bool {
-    let _ = s.set_nodelay(true);
-    let mut hdr = [0u8; 16];
-    let mut sink = vec![0u8; size.max(psize)];
-    let src = vec![7u8; size.max(psize) + 16];
-    loop {
-        if s.read_exact(&mut hdr).await.is_err() {
-            return false;
-        }
-        let r = match hdr[0] {
-            0 => match s.read_exact(&mut sink[..size]).await {
-                Ok(()) => s.write_all(&hdr).await,
-                Err(e) => Err(e),
-            },
-            1 => s.write_all(&src[..16 + size]).await,
-            2 => match s.read_exact(&mut sink[..psize]).await {
-                Ok(()) => s.write_all(&src[..16 + psize]).await,
-                Err(e) => Err(e),
-            },
-            _ => return true,
-        };
-        if r.is_err() {
-            return false;
-        }
-    }
-}
-
-async fn tcp_phase(a: &Args, addr: SocketAddrV4, kind: u8, secs: f64) -> Res {
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..a.concurrency {
-        let (size, psize) = (a.size, a.ping_size);
-        tasks.push(glommio::spawn_local(async move {
-            let mut r = Res::default();
-            let Ok(mut s) = glommio::net::TcpStream::connect(addr).await else { return r };
-            let _ = s.set_nodelay(true);
-            let mut out = vec![0u8; 16 + size.max(psize)];
-            out[0] = kind;
-            let mut inb = vec![0u8; 16 + size.max(psize)];
-            while Instant::now() < deadline {
-                let ok = match kind {
-                    0 => {
-                        s.write_all(&out[..16 + size]).await.is_ok()
-                            && s.read_exact(&mut inb[..16]).await.is_ok()
-                    }
-                    1 => {
-                        s.write_all(&out[..16]).await.is_ok()
-                            && s.read_exact(&mut inb[..16 + size]).await.is_ok()
-                    }
-                    _ => {
-                        s.write_all(&out[..16 + psize]).await.is_ok()
-                            && s.read_exact(&mut inb[..16 + psize]).await.is_ok()
-                    }
-                };
-                if !ok {
-                    break;
-                }
-                r.ops += 1;
-                r.bytes += if kind == 2 { 2 * psize as u64 } else { size as u64 };
             }
             r
         }));
