@@ -43,7 +43,12 @@ pub mod seq {
     pub const LAYOUT_RBTREE: u64 = 0x2_0000_0008;
     /// Where normal allocation starts.
     pub const NORMAL: u64 = 0x2_0000_0400;
+    /// The "default" sequence of a layout template (`FID_SEQ_LOV_DEFAULT`).
+    pub const LOV_DEFAULT: u64 = u64::MAX;
 }
+
+/// Object ids of the IDIF (legacy MDT0) namespace are below this (`IDIF_MAX_OID`, 2^48).
+pub const IDIF_MAX_OID: u64 = 1 << 48;
 
 /// Oids a client uses from one metadata sequence (`LUSTRE_METADATA_SEQ_MAX_WIDTH`).
 pub const SEQ_META_WIDTH: u64 = 0x20000;
@@ -127,6 +132,20 @@ impl LuFid {
     #[must_use]
     pub fn res_id(&self) -> LdlmResId {
         LdlmResId::new([self.seq(), u64::from(self.oid()) | (u64::from(self.ver()) << 32), 0, 0])
+    }
+    /// The LDLM resource name of an OST object (`ost_fid_build_resid`, which clients compute
+    /// as `osc_build_res_name`): IDIF objects (legacy MDT0 objects) are named by their
+    /// legacy ost_id, `[object id, 0, 0, 0]`; every other object by its FID, as
+    /// [`LuFid::res_id`].
+    #[must_use]
+    pub fn ost_res_id(&self) -> LdlmResId {
+        if (seq::IDIF..=seq::IDIF_MAX).contains(&self.seq()) {
+            let id = (u64::from(self.ver()) << 48)
+                | ((self.seq() & 0xffff) << 32)
+                | u64::from(self.oid());
+            return LdlmResId::new([id, seq::OST_MDT0, 0, 0]);
+        }
+        self.res_id()
     }
 }
 
@@ -217,6 +236,66 @@ impl OstId {
             u64::from_le_bytes(a.try_into().unwrap_or_default()),
             u64::from_le_bytes(b.try_into().unwrap_or_default()),
         )
+    }
+    /// The sequence the union names (`ostid_seq`): the legacy form's group 0 and the IDIF
+    /// FIDs both mean MDT0's legacy objects (0).
+    #[must_use]
+    pub fn ostid_seq(&self) -> u64 {
+        let (_, oi_seq) = self.as_legacy();
+        if oi_seq == seq::OST_MDT0 {
+            return seq::OST_MDT0;
+        }
+        if oi_seq == seq::LOV_DEFAULT {
+            return seq::LOV_DEFAULT;
+        }
+        let f = self.as_fid();
+        if (seq::IDIF..=seq::IDIF_MAX).contains(&f.seq()) {
+            return seq::OST_MDT0;
+        }
+        f.seq()
+    }
+    /// The object id the union names (`ostid_id`).
+    #[must_use]
+    pub fn ostid_id(&self) -> u64 {
+        let (oi_id, oi_seq) = self.as_legacy();
+        if oi_seq == seq::OST_MDT0 {
+            return oi_id & (IDIF_MAX_OID - 1);
+        }
+        if oi_seq == seq::LOV_DEFAULT {
+            return oi_id;
+        }
+        let f = self.as_fid();
+        if (seq::IDIF..=seq::IDIF_MAX).contains(&f.seq()) {
+            return (u64::from(f.ver()) << 48) | ((f.seq() & 0xffff) << 32) | u64::from(f.oid());
+        }
+        u64::from(f.oid())
+    }
+    /// The object's FID on OST `ost_idx` exactly as Lustre's `ostid_to_fid` makes it: MDT0's
+    /// legacy objects (either form) become IDIF FIDs of this OST; other FIDs pass through,
+    /// but must have version 0. `None` where Lustre returns -EBADF.
+    #[must_use]
+    pub fn ostid_to_fid(&self, ost_idx: u32) -> Option<LuFid> {
+        if ost_idx > 0xffff {
+            return None;
+        }
+        let s = self.ostid_seq();
+        if s == seq::OST_MDT0 {
+            let oid = self.ostid_id();
+            if oid >= IDIF_MAX_OID {
+                return None;
+            }
+            let f_seq = seq::IDIF | (u64::from(ost_idx) << 16) | ((oid >> 32) & 0xffff);
+            return Some(LuFid::new(f_seq, (oid & 0xffff_ffff) as u32, (oid >> 48) as u32));
+        }
+        if s == seq::LOV_DEFAULT {
+            // Lustre leaves the FID untouched (and unset) for the template sequence.
+            return Some(LuFid::default());
+        }
+        let f = self.as_fid();
+        if f.ver() != 0 {
+            return None;
+        }
+        Some(f)
     }
     /// The object's FID whichever form the union holds: legacy ids with sequence 0 (MDT0's
     /// OST objects) become IDIF FIDs of OST `ost_idx`, as `ostid_to_fid()` does.
@@ -463,5 +542,20 @@ mod tests {
     fn idif() {
         let o = OstId::legacy(0x1_0000_0005, 0);
         assert_eq!(o.to_fid(3).unwrap(), LuFid::new(0x1_0003_0001, 5, 0));
+        assert_eq!(o.ostid_to_fid(3), Some(LuFid::new(0x1_0003_0001, 5, 0)));
+        // The IDIF FID form of the same object names the same id and resource.
+        let f = LuFid::new(0x1_0003_0001, 5, 0);
+        let o2 = OstId::from_fid(f);
+        assert_eq!((o2.ostid_seq(), o2.ostid_id()), (0, 0x1_0000_0005));
+        assert_eq!(f.ost_res_id().words(), [0x1_0000_0005, 0, 0, 0]);
+        // A normal FID: its own sequence and oid; a version makes it invalid (-EBADF).
+        let n = LuFid::new(0x2_0000_0401, 7, 0);
+        let on = OstId::from_fid(n);
+        assert_eq!((on.ostid_seq(), on.ostid_id()), (0x2_0000_0401, 7));
+        assert_eq!(on.ostid_to_fid(0), Some(n));
+        assert_eq!(n.ost_res_id(), n.res_id());
+        assert_eq!(OstId::from_fid(LuFid::new(0x2_0000_0401, 7, 1)).ostid_to_fid(0), None);
+        // Legacy ids are masked to 48 bits, as ostid_id does.
+        assert_eq!(OstId::legacy(IDIF_MAX_OID + 3, 0).ostid_id(), 3);
     }
 }

@@ -280,9 +280,61 @@ pub struct NiobufRemote {
 }
 wire_plain!(NiobufRemote => "niobuf_remote");
 
-/// The most niobufs one BRW may carry (`PTLRPC_MAX_BRW_PAGES` for a 4 MiB RPC of 4 KiB
-/// pages, times the 16 bulk MDs Lustre allows).
-pub const MAX_NIOBUFS: usize = 4096;
+/// The page size bulk fragments are cut at (`PAGE_SIZE` of x86-64 clients and of this
+/// server): both sides of a bulk must cut alike for their MDs to match.
+pub const BULK_PAGE: u64 = 4096;
+/// `LNET_MAX_IOV`: fragments one bulk MD holds.
+pub const LNET_MAX_IOV: usize = 256;
+/// `LNET_MTU`: bytes one bulk MD holds.
+pub const LNET_MTU: u64 = 1 << 20;
+/// `PTLRPC_BULK_OPS_COUNT`: MDs one bulk may use (and the xid step of a client).
+pub const PTLRPC_BULK_OPS_COUNT: usize = 64;
+/// `PTLRPC_MAX_BRW_PAGES`: pages one BRW may move (64 MiB of 4 KiB pages).
+pub const PTLRPC_MAX_BRW_PAGES: usize = 16384;
+/// `IOOBJ_MAX_BRW_BITS`: where `ioo_max_brw` keeps the MD count.
+pub const IOOBJ_MAX_BRW_BITS: u32 = 16;
+
+/// The most niobufs one BRW may carry (`tgt_io_data_unpack` refuses more than
+/// `PTLRPC_MAX_BRW_PAGES`).
+pub const MAX_NIOBUFS: usize = PTLRPC_MAX_BRW_PAGES;
+
+/// The bulk fragments of a list of byte ranges: each range cut at page boundaries, as
+/// `osc_brw_prep_request` adds client pages and `ofd_preprw` maps a niobuf to local pages.
+/// Yields `(file offset, length)`.
+pub fn bulk_fragments(
+    ranges: impl IntoIterator<Item = (u64, u64)>,
+) -> impl Iterator<Item = (u64, u32)> {
+    ranges.into_iter().flat_map(|(off, len)| {
+        let end = off.saturating_add(len);
+        let mut pos = off;
+        core::iter::from_fn(move || {
+            if pos >= end {
+                return None;
+            }
+            let next = ((pos / BULK_PAGE) + 1).saturating_mul(BULK_PAGE).min(end);
+            let frag = (pos, u32::try_from(next - pos).unwrap_or(u32::MAX));
+            pos = next;
+            Some(frag)
+        })
+    })
+}
+
+/// How bulk fragments of these lengths group into MDs (`__ptlrpc_prep_bulk_page`): a new MD
+/// starts at every `LNET_MAX_IOV`-th fragment of the whole bulk and whenever the current MD
+/// would pass `LNET_MTU` bytes. Returns each MD's byte count. A client posts one MD per entry
+/// with consecutive match bits; the server moves data with one GET or PUT per entry.
+#[must_use]
+pub fn bulk_md_lengths(frag_lens: impl IntoIterator<Item = u32>) -> Vec<u64> {
+    let mut mds: Vec<u64> = Vec::new();
+    for (i, len) in frag_lens.into_iter().enumerate() {
+        let len = u64::from(len);
+        match mds.last_mut() {
+            Some(cur) if i % LNET_MAX_IOV != 0 && *cur + len <= LNET_MTU => *cur += len,
+            _ => mds.push(len),
+        }
+    }
+    mds
+}
 
 /// Decodes `count` niobufs and checks each: non-empty, no overflow, offsets increasing and
 /// non-overlapping, as `tgt_brw_*` requires.
@@ -412,6 +464,23 @@ mod tests {
         let wrap: Vec<u8> = nb(u64::MAX - 10, 4096).to_vec();
         assert!(decode_niobufs(&wrap, 1).is_err());
         assert!(decode_niobufs(&nb(0, 0).to_vec(), 1).is_err());
+    }
+
+    #[test]
+    fn bulk_layout_cuts_pages_and_mds_as_ptlrpc_does() {
+        // A niobuf starting mid-page: a short first fragment, then whole pages.
+        let f: Vec<_> = bulk_fragments([(100, 10_000)]).collect();
+        assert_eq!(f, vec![(100, 3996), (4096, 4096), (8192, 1908)]);
+        // 2 MiB of whole pages: two MDs of 256 fragments (1 MiB) each.
+        let lens: Vec<u32> = bulk_fragments([(0, 2 << 20)]).map(|x| x.1).collect();
+        assert_eq!(bulk_md_lengths(lens), vec![1 << 20, 1 << 20]);
+        // The 257th fragment opens a new MD even when the first ones were short.
+        let lens = vec![100u32; 300];
+        assert_eq!(bulk_md_lengths(lens), vec![25_600, 4400]);
+        // Large fragments (64 KiB pages of other clients) close an MD at 1 MiB.
+        let lens = vec![65_536u32; 20];
+        assert_eq!(bulk_md_lengths(lens), vec![1 << 20, 4 * 65_536]);
+        assert!(bulk_md_lengths(Vec::new()).is_empty());
     }
 
     #[test]
