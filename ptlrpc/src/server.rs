@@ -137,6 +137,146 @@ pub fn bulk_match_bits(req: &Incoming, count: u32) -> u64 {
     last.saturating_sub(u64::from(count.saturating_sub(1)))
 }
 
+/// The match bits of a BRW's bulk as `ptlrpc_start_bulk_transfer` computes them: the RPC
+/// carries the match bits of its last MD (`pb_mbits` with BULK_MBITS, else the xid); the
+/// first is that value with the low bits of `max_brw` (the client's MD limit from
+/// `ioo_max_brw`, a power of two) cleared. Returns the first match bits and how many MDs the
+/// client posted.
+#[must_use]
+pub fn bulk_mbits_range(req: &Incoming, max_brw: u32, bulk_mbits: bool) -> (u64, u32) {
+    let last =
+        if bulk_mbits && req.body.pb_mbits.get() != 0 { req.body.pb_mbits.get() } else { req.xid };
+    let mask = u64::from(max_brw.max(1).next_power_of_two()) - 1;
+    let base = last & !mask;
+    (base, u32::try_from(last - base + 1).unwrap_or(u32::MAX))
+}
+
+/// Why a bulk transfer of a BRW failed (the server then sends no reply, as
+/// `tgt_brw_read`/`tgt_brw_write` set `rq_no_reply`, and the client resends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkError {
+    /// The network operation failed or timed out (`target_bulk_io`: -ETIMEDOUT).
+    Network(String),
+    /// An MD delivered fewer bytes than the server expected ("truncated bulk", -ETIMEDOUT in
+    /// Lustre too).
+    Truncated {
+        /// Which MD.
+        md: usize,
+        /// Bytes expected.
+        want: usize,
+        /// Bytes moved.
+        got: usize,
+    },
+    /// The client posted fewer MDs than the data needs.
+    TooFewMds {
+        /// MDs the data needs.
+        need: usize,
+        /// MDs the client posted.
+        posted: u32,
+    },
+}
+
+impl std::fmt::Display for BulkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BulkError::Network(e) => write!(f, "network error on bulk: {e}"),
+            BulkError::Truncated { md, want, got } => {
+                write!(f, "truncated bulk: MD {md} moved {got} of {want} bytes")
+            }
+            BulkError::TooFewMds { need, posted } => {
+                write!(f, "bulk needs {need} MDs, the client posted {posted}")
+            }
+        }
+    }
+}
+
+/// Fetches a BRW's data from the client (OST_WRITE, `ptlrpc_start_bulk_transfer` with a GET
+/// sink): one GET per buffer (`bufs[i]` sized to MD `i`) from match bits `base + i`, and a
+/// 0-length GET for every further MD the client posted (up to `posted`), so every client MD
+/// is consumed. Each MD must deliver its whole buffer. All within `timeout`.
+pub async fn brw_bulk_get(
+    lnet: &Lnet,
+    peer: ProcessId,
+    portal: u32,
+    (base, posted): (u64, u32),
+    bufs: Vec<Vec<u8>>,
+    timeout: Duration,
+) -> std::result::Result<Vec<Vec<u8>>, BulkError> {
+    let need = bufs.len();
+    if need > posted as usize {
+        return Err(BulkError::TooFewMds { need, posted });
+    }
+    let wants: Vec<usize> = bufs.iter().map(Vec::len).collect();
+    let mut pending = Vec::with_capacity(posted as usize);
+    let all = bufs.into_iter().chain(std::iter::repeat_with(Vec::new)).take(posted as usize);
+    for (i, b) in all.enumerate() {
+        let mb = base + i as u64;
+        pending.push(glommio::spawn_local({
+            let lnet = lnet.clone();
+            async move { lnet.get_and_wait(b, peer, portal, mb, 0, timeout).await }
+        }));
+    }
+    let mut out = Vec::with_capacity(need);
+    let mut err = None;
+    for (i, p) in pending.into_iter().enumerate() {
+        match p.await {
+            Ok((buf, got)) => {
+                let want = wants.get(i).copied().unwrap_or(0);
+                if got != want && err.is_none() {
+                    err = Some(BulkError::Truncated { md: i, want, got });
+                }
+                if i < need {
+                    out.push(buf);
+                }
+            }
+            Err(e) => {
+                if err.is_none() {
+                    err = Some(BulkError::Network(e.to_string()));
+                }
+            }
+        }
+    }
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// Sends a BRW's data to the client (OST_READ, a PUT source with ACKs): one PUT per buffer to
+/// match bits `base + i`, then a 0-length PUT for every further MD the client posted (a read
+/// that ended early still consumes them all: the client waits for every MD).
+pub async fn brw_bulk_put(
+    lnet: &Lnet,
+    peer: ProcessId,
+    portal: u32,
+    (base, posted): (u64, u32),
+    bufs: Vec<Vec<u8>>,
+    timeout: Duration,
+) -> std::result::Result<(), BulkError> {
+    let need = bufs.len();
+    if need > posted as usize {
+        return Err(BulkError::TooFewMds { need, posted });
+    }
+    let mut pending = Vec::with_capacity(posted as usize);
+    let all = bufs.into_iter().chain(std::iter::repeat_with(Vec::new)).take(posted as usize);
+    for (i, b) in all.enumerate() {
+        let mb = base + i as u64;
+        pending.push(glommio::spawn_local({
+            let lnet = lnet.clone();
+            async move { lnet.put_and_wait(b, peer, portal, mb, 0, true, timeout).await }
+        }));
+    }
+    let mut err = None;
+    for p in pending {
+        if let Err(e) = p.await
+            && err.is_none()
+        {
+            err = Some(BulkError::Network(e.to_string()));
+        }
+    }
+    err.map_or(Ok(()), Err)
+}
+
 /// Fetches bulk data from the client (OST_WRITE): one GET per client MD into `bufs`, in
 /// order, from `portal` with consecutive match bits from `base`. Returns the buffers and the
 /// bytes received into each.
@@ -216,4 +356,35 @@ pub fn put_sink_opts() -> MdOptions {
 #[must_use]
 pub fn md(buf: Vec<u8>, opts: MdOptions, user: u64) -> MdSpec {
     MdSpec::new(buf).options(opts).user(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inc(xid: u64, mbits: u64) -> Incoming {
+        let mut body = PtlrpcBodyV3::request(Opcode::OstWrite);
+        body.pb_mbits = mbits.into();
+        Incoming {
+            peer: ProcessId::lustre(Nid::tcp([127, 0, 0, 1])),
+            self_nid: Nid::tcp([127, 0, 0, 1]),
+            xid,
+            portal: 6,
+            data: Vec::new(),
+            body,
+            lm_flags: 0,
+        }
+    }
+
+    #[test]
+    fn bulk_match_bits_follow_ptlrpc_start_bulk_transfer() {
+        // A client with a 4 MiB brw_size (max_brw 4) sending 3 MDs: pb_mbits is the last MD's
+        // bits; the first is that with the low two bits cleared.
+        let x = 0x1234_5680u64;
+        assert_eq!(bulk_mbits_range(&inc(x, x + 2), 4, true), (x, 3));
+        assert_eq!(bulk_mbits_range(&inc(x, x + 3), 4, true), (x, 4));
+        assert_eq!(bulk_mbits_range(&inc(x, x), 1, true), (x, 1));
+        // Without BULK_MBITS the xid is the only MD's match bits.
+        assert_eq!(bulk_mbits_range(&inc(x, x + 2), 4, false), (x, 1));
+    }
 }
