@@ -321,6 +321,9 @@ async fn run_shard(
         glommio::spawn_local(serve_portal(sh.clone(), p, b)).detach();
     }
     glommio::spawn_local(watchdog(sh.clone())).detach();
+    if !sh.osts.is_empty() {
+        glommio::spawn_local(crate::ost::grant_refresher(sh.clone())).detach();
+    }
     glommio::spawn_local(export_reaper(sh.clone())).detach();
     if id == 0 {
         let targets: Vec<String> = sh.targets().iter().map(|t| t.name(&cfg.fsname)).collect();

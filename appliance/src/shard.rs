@@ -171,6 +171,9 @@ pub async fn drop_export_everywhere(sh: &Rc<Shard>, cookie: u64) {
                 for m in &x.mdts {
                     m.forget_export(cookie);
                 }
+                for o in &x.osts {
+                    o.forget_export(cookie);
+                }
             })
             .await;
         if r.is_err() {

@@ -200,6 +200,10 @@ fn connect(sh: &Rc<Shard>, inc: &Incoming) -> Outcome {
         let mut d = grant_data(sh, target, &data);
         d.ocd_connect_flags = flags.into();
         d.ocd_connect_flags2 = flags2.into();
+        if target.kind == TargetKind::Ost {
+            let new_conn = matches!(c, ptlrpc::export::Connected::New(_));
+            crate::ost::on_connect(sh, target.index, c.cookie(), new_conn, &mut d);
+        }
         let mut b = MsgBuilder::reply(fmt, &inc.body)
             .wire("CONNECT_DATA", &d)
             .map_err(|_| -errno::EPROTO)?;
@@ -231,8 +235,10 @@ fn grant_data(sh: &Shard, t: TargetId, asked: &ObdConnectData) -> ObdConnectData
     d.ocd_maxbytes = osd_nvme::types::MAX_OBJECT_BYTES.into();
     d.ocd_maxmodrpcs = 8.into();
     d.ocd_transno = 0.into();
+    // The OST fills in grant once the export exists (crate::ost::on_connect).
     if t.kind == TargetKind::Ost {
-        crate::ost::fill_grant(sh, t.index, &mut d);
+        d.ocd_brw_size =
+            asked.ocd_brw_size.get().clamp(4096, crate::ost::io::MAX_BRW_SIZE as u32).into();
     } else {
         d.ocd_grant = 0.into();
     }
@@ -320,6 +326,21 @@ fn preprocess(inc: &Incoming) -> Result<(), i32> {
     }
     let m = inc.msg().map_err(|_| -errno::EPROTO)?;
     let dlm = m.buf(1).filter(|b| b.len() >= 104).ok_or(-errno::EFAULT)?;
+    if inc.opc() == Opcode::LdlmEnqueue {
+        // ldlm_handle_enqueue0: a lock type outside PLAIN..IBITS, or a mode that is not one
+        // of EX..COS, is -EFAULT (read raw: the decoder would refuse them as malformed).
+        let word = |o: usize| {
+            dlm.get(o..o + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes)
+        };
+        let (lr_type, req_mode) = (word(8), word(48));
+        if !(proto::ldlm::lock_type::PLAIN..=proto::ldlm::lock_type::IBITS).contains(&lr_type)
+            || req_mode == 0
+            || req_mode > proto::ldlm::mode::COS
+            || !req_mode.is_power_of_two()
+        {
+            return Err(-errno::EFAULT);
+        }
+    }
     let r = LdlmRequest::decode(dlm).map_err(|_| -errno::EPROTO)?;
     let d = r.lock_desc;
     // ldlm_handle_enqueue0: a lock type outside PLAIN..IBITS is -EFAULT.

@@ -781,6 +781,7 @@ async fn seq_of(p: &Peer, h: u64) -> u64 {
         timeout: RPC_WAIT,
         reply_size: 4096,
         jobid: "",
+        rep_mbits: false,
     };
     let rep = ptlrpc::client::exchange(&p.lnet, &t, b, None, xid).await.unwrap();
     assert_eq!(rep.status(), 0);

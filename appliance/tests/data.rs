@@ -32,7 +32,6 @@ fn create(c: &Client, path: &str, ss: u32, count: i32) -> OpenFile {
 }
 
 #[test]
-#[ignore = "enabled with the OST data path"]
 fn round_trips_around_stripe_boundaries() {
     let dir = TempDir::new("data-rt");
     let srv = Server::all_in_one(dir.path(), free_port());
@@ -72,7 +71,6 @@ fn round_trips_around_stripe_boundaries() {
 }
 
 #[test]
-#[ignore = "enabled with the OST data path"]
 fn sparse_files_read_holes_as_zeros() {
     let dir = TempDir::new("data-sparse");
     let srv = Server::all_in_one(dir.path(), free_port());
@@ -99,7 +97,6 @@ fn sparse_files_read_holes_as_zeros() {
 }
 
 #[test]
-#[ignore = "enabled with the OST data path"]
 fn a_one_gib_file() {
     let dir = TempDir::new("data-1g");
     let srv = Server::all_in_one_sized(dir.path(), free_port(), "3G");
@@ -129,7 +126,6 @@ fn a_one_gib_file() {
 }
 
 #[test]
-#[ignore = "enabled with the OST data path"]
 fn two_clients_write_disjoint_ranges_of_one_file() {
     let dir = TempDir::new("data-two");
     let srv = Server::all_in_one(dir.path(), free_port());
@@ -168,7 +164,6 @@ fn two_clients_write_disjoint_ranges_of_one_file() {
 }
 
 #[test]
-#[ignore = "enabled with the OST data path"]
 fn a_cached_file_shows_another_clients_overwrite() {
     let dir = TempDir::new("data-coh");
     let srv = Server::all_in_one(dir.path(), free_port());
@@ -204,7 +199,6 @@ fn a_cached_file_shows_another_clients_overwrite() {
 }
 
 #[test]
-#[ignore = "enabled with the OST data path"]
 fn a_checksum_error_on_the_wire_is_resent_not_stored() {
     let dir = TempDir::new("data-cksum");
     let srv = Server::all_in_one(dir.path(), free_port());

@@ -204,7 +204,6 @@ fn queued_enqueue_is_granted_by_completion_ast() {
 /// An OST process killed mid-write and restarted: the client's BRWs are resent after it
 /// returns, and every write acknowledged by fsync is there afterwards.
 #[test]
-#[ignore = "enabled with the OST data path"]
 fn ost_killed_mid_write_loses_no_acknowledged_data() {
     use proto::mdt::open as of;
     let dir = TempDir::new("ostkill");

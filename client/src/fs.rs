@@ -376,13 +376,13 @@ impl Fs {
         let mut granted = r.lock_desc.l_granted_mode.get();
         if r.lock_flags.get() & lf::BLOCKED_MASK != 0 {
             // Queued behind a conflicting lock: the grant comes as a completion AST.
-            granted = self
-                .locks
-                .wait_completion(handle, COMPLETION_TIMEOUT)
-                .await
-                .ok_or_else(|| Error::new(libc::ETIMEDOUT).ctx("waiting for a lock grant"))?;
-        } else {
-            self.locks.forget_completion(handle);
+            match self.locks.wait_completion(handle, COMPLETION_TIMEOUT).await {
+                Some(c) => granted = c.mode,
+                None => {
+                    self.locks.forget_completion(handle);
+                    return Err(Error::new(libc::ETIMEDOUT).ctx("waiting for a lock grant"));
+                }
+            }
         }
         self.locks.insert(ClientLock {
             handle,
@@ -394,6 +394,8 @@ impl Fs {
             last_used: Instant::now(),
             cancelling: false,
         });
+        // A blocking AST that came meanwhile acts now that the lock is in the table.
+        self.locks.forget_completion(handle);
         Ok(handle)
     }
 
@@ -548,7 +550,7 @@ impl Fs {
             c.dentries.clear();
             drop(c);
             if t == Tgt::Mgc {
-                glommio::spawn_local(fs.clone().config_changed()).detach();
+                glommio::spawn_local(fs.clone().config_changed(fs.config_lock.get())).detach();
             }
         });
     }
@@ -606,8 +608,7 @@ impl Fs {
 
     /// Called when the MGS revokes the config lock: re-read the configuration, connect new
     /// targets.
-    async fn config_changed(self: Rc<Self>) {
-        let old = self.config_lock.get();
+    async fn config_changed(self: Rc<Self>, old: u64) {
         let _ = self.cancel_lock(old).await;
         // The MGS holds its own lock while it rewrites; our enqueue waits for it.
         match self.read_config().await {
@@ -727,8 +728,15 @@ async fn handle_callback(fs: Rc<Fs>, inc: Incoming) {
         if !fs.cfg.cancel_delay.is_zero() {
             glommio::timer::sleep(fs.cfg.cancel_delay).await;
         }
-        if h == fs.config_lock.get() {
-            glommio::spawn_local(fs.clone().config_changed()).detach();
+        // Granted but not yet recorded by its enqueue: wait until it is (Lustre marks such a
+        // lock CBPENDING and cancels it when its user lets go).
+        let t = Instant::now();
+        while fs.locks.is_pending(h) && t.elapsed() < COMPLETION_TIMEOUT {
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+        }
+        let config = fs.locks.get(h).is_some_and(|l| l.target == Tgt::Mgc);
+        if config || h == fs.config_lock.get() {
+            glommio::spawn_local(fs.clone().config_changed(h)).detach();
         } else if let Err(e) = fs.cancel_lock(h).await {
             log::debug!("cancel after blocking callback: {e}");
         }
@@ -780,14 +788,15 @@ fn callback_status(fs: &Fs, inc: &Incoming) -> std::result::Result<(), i32> {
             let m = inc.msg().map_err(|_| -libc::EPROTO)?;
             let r =
                 LdlmRequest::decode(m.buf(1).ok_or(-libc::EPROTO)?).map_err(|_| -libc::EPROTO)?;
-            if fs.locks.completed(h, r.lock_desc.l_granted_mode.get()) {
+            let lvb = m.buf(2).filter(|b| !b.is_empty()).map(<[u8]>::to_vec);
+            if fs.locks.completed(h, r.lock_desc.l_granted_mode.get(), lvb) {
                 Ok(())
             } else {
                 Err(-libc::EINVAL)
             }
         }
         Opcode::LdlmGlCallback => {
-            if fs.locks.get(h).is_some() {
+            if fs.locks.get(h).is_some() || fs.locks.is_pending(h) {
                 Ok(())
             } else {
                 Err(-libc::EINVAL)

@@ -39,13 +39,34 @@ pub struct ClientLock {
     pub cancelling: bool,
 }
 
+/// What callbacks said about an enqueue still in flight.
+#[derive(Debug, Default, Clone)]
+struct Pending {
+    /// The mode a completion AST granted.
+    granted: Option<u32>,
+    /// The LVB the completion AST carried.
+    lvb: Option<Vec<u8>>,
+    /// A blocking AST came: give the lock back as soon as the enqueue is done with it.
+    blocked: bool,
+}
+
+/// A grant that came by completion AST.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Granted mode.
+    pub mode: u32,
+    /// The LVB it carried (`DLM_LVB`), if any.
+    pub lvb: Option<Vec<u8>>,
+}
+
 /// The lock table.
 #[derive(Debug)]
 pub struct ClientLdlm {
     locks: RefCell<HashMap<u64, ClientLock>>,
-    /// Enqueues the server may answer "blocked": our cookie to the mode a completion AST
-    /// granted (None until it arrives, which may be before the enqueue's reply).
-    pending: RefCell<HashMap<u64, Option<u32>>>,
+    /// Enqueues in flight, by our cookie: what callbacks said about them before the lock
+    /// entered the table (a completion AST may come before the enqueue's reply, and a
+    /// blocking AST right after the grant).
+    pending: RefCell<HashMap<u64, Pending>>,
     next: Cell<u64>,
     /// Most locks kept before the least recently used are given back
     /// (`ldlm.namespaces.*.lru_size`).
@@ -69,37 +90,53 @@ impl ClientLdlm {
         self.next.set(h);
         h
     }
-    /// Notes an enqueue in flight whose grant may come by completion AST.
+    /// Notes an enqueue in flight: its grant may come by completion AST, and callbacks may
+    /// name it before its reply is processed.
     pub fn expect_completion(&self, handle: u64) {
-        self.pending.borrow_mut().insert(handle, None);
+        self.pending.borrow_mut().insert(handle, Pending::default());
     }
-    /// A completion AST for `handle` granted `mode`; false if no such enqueue or lock.
-    pub fn completed(&self, handle: u64, mode: u32) -> bool {
+    /// A completion AST for `handle` granted `mode` (with `lvb`); false if no such enqueue
+    /// or lock.
+    pub fn completed(&self, handle: u64, mode: u32, lvb: Option<Vec<u8>>) -> bool {
         if let Some(p) = self.pending.borrow_mut().get_mut(&handle) {
-            *p = Some(mode);
+            p.granted = Some(mode);
+            p.lvb = lvb;
             return true;
         }
         self.locks.borrow().contains_key(&handle)
     }
-    /// Waits for the completion AST of `handle` (`None` after `timeout`), and forgets it.
-    pub async fn wait_completion(&self, handle: u64, timeout: std::time::Duration) -> Option<u32> {
+    /// Whether `handle` is an enqueue in flight.
+    #[must_use]
+    pub fn is_pending(&self, handle: u64) -> bool {
+        self.pending.borrow().contains_key(&handle)
+    }
+    /// Waits for the completion AST of `handle` (`None` after `timeout`). The enqueue stays
+    /// pending until [`ClientLdlm::forget_completion`].
+    pub async fn wait_completion(
+        &self,
+        handle: u64,
+        timeout: std::time::Duration,
+    ) -> Option<Completion> {
         let start = Instant::now();
         loop {
-            let got = self.pending.borrow().get(&handle).copied().flatten();
-            if let Some(m) = got {
-                self.pending.borrow_mut().remove(&handle);
-                return Some(m);
+            let got = self
+                .pending
+                .borrow()
+                .get(&handle)
+                .and_then(|p| p.granted.map(|mode| Completion { mode, lvb: p.lvb.clone() }));
+            if got.is_some() {
+                return got;
             }
-            if start.elapsed() >= timeout {
-                self.pending.borrow_mut().remove(&handle);
+            if start.elapsed() >= timeout || !self.is_pending(handle) {
                 return None;
             }
             glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
-    /// Forgets an expected completion (the enqueue was granted at once, or failed).
-    pub fn forget_completion(&self, handle: u64) {
-        self.pending.borrow_mut().remove(&handle);
+    /// Ends an enqueue in flight (its lock is in the table now, or it failed); true if a
+    /// blocking AST asked for the lock meanwhile, so the caller gives it back.
+    pub fn forget_completion(&self, handle: u64) -> bool {
+        self.pending.borrow_mut().remove(&handle).is_some_and(|p| p.blocked)
     }
     /// Records a granted lock.
     pub fn insert(&self, l: ClientLock) {
@@ -122,13 +159,22 @@ impl ClientLdlm {
     }
     /// Marks a lock as being given back; false if it is unknown.
     pub fn mark_cancelling(&self, handle: u64) -> bool {
-        match self.locks.borrow_mut().get_mut(&handle) {
-            Some(l) => {
-                l.cancelling = true;
-                true
-            }
-            None => false,
+        if let Some(l) = self.locks.borrow_mut().get_mut(&handle) {
+            l.cancelling = true;
+            return true;
         }
+        // Granted, but the enqueue has not recorded it yet: it gives it back when it does.
+        if let Some(p) = self.pending.borrow_mut().get_mut(&handle) {
+            p.blocked = true;
+            return true;
+        }
+        false
+    }
+    /// Whether a blocking AST for `handle` found it still pending (and the enqueue gives it
+    /// back itself).
+    #[must_use]
+    pub fn blocked_while_pending(&self, handle: u64) -> bool {
+        self.pending.borrow().get(&handle).is_some_and(|p| p.blocked)
     }
     /// Number of locks.
     #[must_use]

@@ -83,27 +83,14 @@ pub fn md_lengths(nbs: &[(u64, u64)]) -> Vec<usize> {
     out
 }
 
-/// Lustre's bulk checksum of `data` for a negotiated type (crc32c over the bulk bytes in
-/// niobuf order, as `osc_checksum_bulk` computes it).
+/// Lustre's bulk checksum of `data` for a negotiated type (`osc_checksum_bulk`: one hash
+/// over the bytes of every niobuf in order; see [`proto::cksum`]). Types we never negotiate
+/// (T10-PI) fall back to CRC32C.
 #[must_use]
 pub fn bulk_checksum(kind: u32, parts: &[&[u8]]) -> u32 {
-    match kind {
-        cksum::CRC32 => {
-            let mut h = crc32fast::Hasher::new();
-            for p in parts {
-                h.update(p);
-            }
-            h.finalize()
-        }
-        cksum::ADLER => {
-            let mut a = adler2::Adler32::new();
-            for p in parts {
-                a.write_slice(p);
-            }
-            a.checksum()
-        }
-        _ => parts.iter().fold(0, |c, p| crc32c::crc32c_append(c, p)),
-    }
+    proto::cksum::bulk_cksum(kind, parts.iter().copied())
+        .or_else(|| proto::cksum::bulk_cksum(cksum::CRC32C, parts.iter().copied()))
+        .unwrap_or(0)
 }
 
 /// The `OBD_FL_CKSUM_*` flag of a checksum type.
@@ -183,16 +170,20 @@ impl Fs {
         let mut lvb =
             rep.buf("dlm_lvb", 2, 0).ok().and_then(|b| OstLvb::read(b).ok()).unwrap_or_default();
         let mut granted_mode = r.lock_desc.l_granted_mode.get();
-        if r.lock_flags.get() & lf::BLOCKED_MASK != 0 {
-            granted_mode = self
-                .locks
-                .wait_completion(handle, crate::fs::COMPLETION_TIMEOUT)
-                .await
-                .ok_or_else(|| Error::new(libc::ETIMEDOUT).ctx("waiting for an extent lock"))?;
-            // The LVB may have moved while we waited: ask again.
-            lvb = self.glimpse(s).await.unwrap_or(lvb);
-        } else {
-            self.locks.forget_completion(handle);
+        let blocked = r.lock_flags.get() & lf::BLOCKED_MASK != 0;
+        let mut cp_lvb = false;
+        if blocked {
+            let Some(c) = self.locks.wait_completion(handle, crate::fs::COMPLETION_TIMEOUT).await
+            else {
+                self.locks.forget_completion(handle);
+                return Err(Error::new(libc::ETIMEDOUT).ctx("waiting for an extent lock"));
+            };
+            granted_mode = c.mode;
+            // The completion AST carries the LVB as of the grant (ldlm_handle_cp_callback).
+            if let Some(v) = c.lvb.as_deref().and_then(|b| OstLvb::read(b).ok()) {
+                lvb = v;
+                cp_lvb = true;
+            }
         }
         let ext = match r.lock_desc.policy() {
             Ok(Policy::Extent(e)) => e,
@@ -208,6 +199,12 @@ impl Fs {
             last_used: Instant::now(),
             cancelling: false,
         });
+        // A blocking AST that came meanwhile acts now that the lock is in the table.
+        self.locks.forget_completion(handle);
+        if blocked && !cp_lvb {
+            // No LVB in the completion: ask (our own lock answers with what we know).
+            lvb = self.glimpse(s).await.unwrap_or(lvb);
+        }
         self.note_object_size(s.fid, lvb.lvb_size.get());
         Ok((handle, ext, lvb))
     }
@@ -587,7 +584,7 @@ mod tests {
     fn checksums_match_the_known_values() {
         assert_eq!(bulk_checksum(cksum::CRC32C, &[b"123456789"]), 0xe306_9283);
         assert_eq!(bulk_checksum(cksum::CRC32C, &[b"1234", b"56789"]), 0xe306_9283);
-        assert_eq!(bulk_checksum(cksum::CRC32, &[b"123456789"]), 0xcbf4_3926);
+        assert_eq!(bulk_checksum(cksum::CRC32, &[b"123456789"]), !0xcbf4_3926);
         assert_eq!(bulk_checksum(cksum::ADLER, &[b"123456789"]), 0x091e_01de);
     }
 }

@@ -207,6 +207,10 @@ impl Import {
     pub fn next_xid(&self) -> u64 {
         self.xids.next_xid()
     }
+    /// Whether the server replies on `pb_mbits` (REP_MBITS negotiated).
+    fn rep_mbits(&self) -> bool {
+        self.st.borrow().data.is_some_and(|d| d.flags2() & proto::connect::flags2::REP_MBITS != 0)
+    }
     /// The LNet handle.
     #[must_use]
     pub fn lnet(&self) -> &Lnet {
@@ -368,12 +372,13 @@ impl Import {
     /// One send: post the reply MD (and bulk MDs), PUT the request, wait for the reply.
     async fn send_once(
         &self,
-        b: MsgBuilder,
+        mut b: MsgBuilder,
         bulk: Option<Bulk>,
         portals: Option<(u32, u32)>,
         xid: Option<u64>,
     ) -> Result<Reply> {
         let xid = xid.unwrap_or_else(|| self.xids.next_xid());
+        let connect = b.body_mut().pb_opc.get() == self.cfg.connect_op.raw();
         self.sent.set(self.sent.get() + 1);
         let (rq, rp) = portals.unwrap_or((self.cfg.request_portal, self.cfg.reply_portal));
         let t = Target {
@@ -383,6 +388,7 @@ impl Import {
             timeout: self.cfg.timeout,
             reply_size: self.cfg.reply_size,
             jobid: &self.cfg.jobid,
+            rep_mbits: !connect && self.rep_mbits(),
         };
         exchange(&self.lnet, &t, b, bulk, xid).await
     }
@@ -424,6 +430,7 @@ impl Import {
             timeout,
             reply_size: self.cfg.reply_size,
             jobid: &self.cfg.jobid,
+            rep_mbits: self.rep_mbits(),
         };
         let r = exchange(&self.lnet, &t, b, None, self.xids.next_xid()).await;
         self.st.borrow_mut().connected = false;
@@ -463,6 +470,9 @@ pub struct Target<'a> {
     pub reply_size: usize,
     /// Job id for `pb_jobid`.
     pub jobid: &'a str,
+    /// The server replies on `pb_mbits` rather than the xid (`OBD_CONNECT2_REP_MBITS`
+    /// negotiated; never for connects): the reply MD is posted there, as `ptl_send_rpc` does.
+    pub rep_mbits: bool,
 }
 
 /// One request/reply exchange with `t`: post the reply MD (and bulk MDs) for `xid`, PUT the
@@ -484,6 +494,7 @@ pub async fn exchange(
             body.pb_jobid = cstr_array("jobid", t.jobid).unwrap_or([0; 32]);
         }
     }
+    let b_mbits = b.body_mut().pb_mbits.get();
     let size = t.reply_size;
     b.hdr_mut().repsize = u32::try_from(size).unwrap_or(u32::MAX);
     let msg = b.build()?;
@@ -496,7 +507,7 @@ pub async fn exchange(
         truncate: true,
         ..MdOptions::default()
     };
-    let me = MatchEntry::bits(xid);
+    let me = MatchEntry::bits(if t.rep_mbits { b_mbits } else { xid });
     let md = lnet.attach(
         t.reply_portal,
         me,

@@ -9,5 +9,8 @@ pub mod ns;
 pub mod policy;
 pub mod service;
 
-pub use ns::{Ast, EnqueueReq, Enqueued, ExportId, LdlmError, Lock, Namespace, NsLimits, NsStats};
+pub use ns::{
+    Ast, EnqueueReq, Enqueued, ExportId, Glimpsed, LOCAL_EXPORT, LdlmError, Lock, Namespace,
+    NsLimits, NsStats,
+};
 pub use policy::LockPolicy;

@@ -5,7 +5,7 @@
 //! callbacks they cause to an output list ([`Ast`]); the service sends them. That keeps it
 //! deterministic under test and in the simulator.
 
-use super::policy::{LockPolicy, conflicts, grow_extent};
+use super::policy::{ExtentView, LockPolicy, conflicts, extent_policy};
 use proto::fid::LdlmResId;
 use proto::ldlm::{flags, lock_type, mode};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -13,6 +13,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 /// Which client a lock belongs to: the service's export id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ExportId(pub u64);
+
+/// The server's own locks (taken around its own updates, or for `OBD_BRW_SRVLOCK` I/O).
+pub const LOCAL_EXPORT: ExportId = ExportId(0);
 
 /// Limits of a namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,9 @@ pub struct Lock {
     pub req_flags: u32,
     /// When a blocking callback was sent, if one was.
     pub bl_ast_at: Option<u64>,
+    /// Flags the blocking callback carries (`LDLM_FL_DISCARD_DATA` when the lock in the way
+    /// was asked for with `LDLM_FL_AST_DISCARD_DATA`: a truncate to 0 needs no flush).
+    pub bl_flags: u32,
     /// When the lock was granted or last matched by a request.
     pub last_used: u64,
 }
@@ -76,6 +82,17 @@ pub enum Ast {
     Blocking(Lock),
     /// LDLM_CP_CALLBACK: a waiting lock is now granted.
     Completion(Lock),
+}
+
+/// The result of a glimpse enqueue (`ofd_intent_policy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Glimpsed {
+    /// Nothing in the way: the lock is granted like any other (`ELDLM_LOCK_REPLACED`).
+    Granted(u64),
+    /// Something conflicts: no lock. The granted locks of every mode but PR, one list per
+    /// interval tree in Lustre's order, each from the highest extent down: the candidates for
+    /// glimpse callbacks.
+    Blocked(Vec<Vec<Lock>>),
 }
 
 /// The result of an enqueue.
@@ -268,12 +285,15 @@ impl Namespace {
         (granted, waiting)
     }
 
-    fn send_blocking(&mut self, cookies: &[u64], now: u64, out: &mut Vec<Ast>) {
+    fn send_blocking(&mut self, cookies: &[u64], now: u64, out: &mut Vec<Ast>, by_flags: u32) {
         for c in cookies {
             if let Some(l) = self.locks.get_mut(c)
                 && l.bl_ast_at.is_none()
             {
                 l.bl_ast_at = Some(now);
+                if by_flags & flags::AST_DISCARD_DATA != 0 {
+                    l.bl_flags |= flags::DISCARD_DATA;
+                }
                 self.stats.bl_asts += 1;
                 out.push(Ast::Blocking(l.clone()));
             }
@@ -281,34 +301,49 @@ impl Namespace {
     }
 
     fn grant(&mut self, cookie: u64, now: u64) {
-        // Extents grow into free space before they are granted.
-        let others: Vec<(u32, u64, u64)> = {
+        // Extents grow into free space before they are granted (`ldlm_extent_policy`); the
+        // server's own locks never grow.
+        let grown = {
             let Some(l) = self.locks.get(&cookie) else { return };
             match (l.req_policy, self.resources.get(&l.res)) {
-                (LockPolicy::Extent { .. }, Some(r)) if l.req_flags & flags::NO_EXPANSION == 0 => r
-                    .granted
-                    .iter()
-                    .chain(r.waiting.iter())
-                    .filter(|&&c| c != cookie)
-                    .filter_map(|c| self.locks.get(c))
-                    .filter_map(|o| match o.policy {
-                        LockPolicy::Extent { start, end, .. } => Some((
-                            if o.is_granted() { o.granted_mode } else { o.req_mode },
+                (LockPolicy::Extent { start, end, .. }, Some(r))
+                    if l.export != LOCAL_EXPORT && l.req_mode != mode::GROUP =>
+                {
+                    let view = |c: &u64| -> Option<ExtentView> {
+                        let o = self.locks.get(c)?;
+                        let (
+                            LockPolicy::Extent { start, end, .. },
+                            LockPolicy::Extent { start: rs, end: re, .. },
+                        ) = (o.policy, o.req_policy)
+                        else {
+                            return None;
+                        };
+                        Some(ExtentView {
+                            mode: if o.is_granted() { o.granted_mode } else { o.req_mode },
                             start,
                             end,
-                        )),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => Vec::new(),
+                            req_start: rs,
+                            req_end: re,
+                            same_export: o.export == l.export,
+                        })
+                    };
+                    let granted: Vec<ExtentView> =
+                        r.granted.iter().filter(|&&c| c != cookie).filter_map(view).collect();
+                    let waiting: Vec<ExtentView> =
+                        r.waiting.iter().filter(|&&c| c != cookie).filter_map(view).collect();
+                    Some(extent_policy(
+                        l.req_mode,
+                        (start, end),
+                        l.req_flags & flags::NO_EXPANSION != 0,
+                        &granted,
+                        &waiting,
+                    ))
+                }
+                _ => None,
             }
         };
         let Some(l) = self.locks.get_mut(&cookie) else { return };
-        if let LockPolicy::Extent { start, end, gid } = l.req_policy
-            && l.req_flags & flags::NO_EXPANSION == 0
-            && l.req_mode != mode::GROUP
-        {
-            let (s, e) = grow_extent(l.req_mode, start, end, others.into_iter());
+        if let (Some((s, e)), LockPolicy::Extent { gid, .. }) = (grown, l.req_policy) {
             l.policy = LockPolicy::Extent { start: s, end: e, gid };
         }
         l.granted_mode = l.req_mode;
@@ -391,6 +426,7 @@ impl Namespace {
                 req_policy: req.policy,
                 req_flags: req.flags,
                 bl_ast_at: None,
+                bl_flags: 0,
                 last_used: now,
             },
         );
@@ -400,7 +436,7 @@ impl Namespace {
             if let Some(r) = self.resources.get_mut(&req.res) {
                 r.waiting.push_back(cookie);
             }
-            self.send_blocking(&in_way, now, out);
+            self.send_blocking(&in_way, now, out, req.flags);
             Enqueued::Waiting(cookie)
         } else {
             self.stats.granted_now += 1;
@@ -411,6 +447,61 @@ impl Namespace {
             self.revoke_lru(now, out);
         }
         Ok(result)
+    }
+
+    /// A glimpse enqueue (`ofd_intent_policy`): granted like any request when nothing
+    /// granted or waiting conflicts with it (Lustre's `LDLM_PROCESS_RESCAN` grant), otherwise
+    /// never queued; the caller then gets the granted locks of every mode but PR, per interval
+    /// tree from the highest extent down, to choose whom to glimpse. A resent glimpse whose
+    /// lock was granted gets that lock again.
+    pub fn glimpse(
+        &mut self,
+        req: EnqueueReq,
+        now: u64,
+        out: &mut Vec<Ast>,
+    ) -> Result<Glimpsed, LdlmError> {
+        if let Some(existing) = self.by_remote(req.export, req.remote)
+            && self.locks.get(&existing).is_some_and(Lock::is_granted)
+        {
+            return Ok(Glimpsed::Granted(existing));
+        }
+        let blocked = self.resources.get(&req.res).is_some_and(|r| {
+            r.ltype == req.policy.lock_type() && {
+                let (g, w) = self.conflicting(r, req.mode, &req.policy, None);
+                !g.is_empty() || w
+            }
+        });
+        if !blocked {
+            return match self.enqueue(req, now, out)? {
+                Enqueued::Granted(c) => Ok(Glimpsed::Granted(c)),
+                // Unreachable (nothing conflicts), but never leave a waiting glimpse behind.
+                Enqueued::Waiting(c) => {
+                    let _ = self.cancel(c, None, now, out);
+                    Ok(Glimpsed::Blocked(Vec::new()))
+                }
+            };
+        }
+        let Some(r) = self.resources.get(&req.res) else {
+            return Ok(Glimpsed::Blocked(Vec::new()));
+        };
+        let mut trees = Vec::new();
+        for m in super::policy::TREE_ORDER.into_iter().filter(|&m| m != mode::PR) {
+            let mut v: Vec<Lock> = r
+                .granted
+                .iter()
+                .filter_map(|c| self.locks.get(c))
+                .filter(|l| l.granted_mode == m)
+                .cloned()
+                .collect();
+            v.sort_by_key(|l| match l.policy {
+                LockPolicy::Extent { start, end, .. } => std::cmp::Reverse((start, end)),
+                _ => std::cmp::Reverse((0, 0)),
+            });
+            if !v.is_empty() {
+                trees.push(v);
+            }
+        }
+        Ok(Glimpsed::Blocked(trees))
     }
 
     /// Asks for the least recently used granted locks back until the namespace is under its
@@ -425,7 +516,7 @@ impl Namespace {
             .filter(|c| self.locks.get(c).is_some_and(|l| l.bl_ast_at.is_none()))
             .take(excess)
             .collect();
-        self.send_blocking(&victims, now, out);
+        self.send_blocking(&victims, now, out, 0);
     }
 
     /// Marks a granted lock as used now (a request matched it).
@@ -476,7 +567,7 @@ impl Namespace {
                         }
                     }
                 }
-                self.send_blocking(&asks, now, out);
+                self.send_blocking(&asks, now, out, 0);
                 return;
             };
             if let Some(r) = self.resources.get_mut(&res) {

@@ -124,45 +124,126 @@ pub fn conflicts(mode_a: u32, pol_a: &LockPolicy, mode_b: u32, pol_b: &LockPolic
     !modes_compatible(mode_a, mode_b) && pol_a.overlaps(pol_b)
 }
 
-/// Grows a requested extent as far as the locks in `others` allow, the way Lustre's
-/// `ldlm_extent_policy` does: up to the nearest conflicting lock on each side, never past a
-/// conflicting waiting request, limited on contended resources, and aligned to the request's
-/// own alignment so that neighbouring clients get tidy ranges.
-///
-/// `others` yields `(mode, extent)` of every other granted or waiting lock on the resource.
+/// Another lock on a resource as the extent policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtentView {
+    /// Granted mode (granted locks) or requested mode (waiting ones).
+    pub mode: u32,
+    /// Its extent now (granted: as granted, possibly grown; waiting: as requested).
+    pub start: u64,
+    /// Last byte of its extent now.
+    pub end: u64,
+    /// The extent its owner asked for.
+    pub req_start: u64,
+    /// Last byte of the extent its owner asked for.
+    pub req_end: u64,
+    /// Whether it belongs to the same client as the lock being granted.
+    pub same_export: bool,
+}
+
+/// Lustre's interval trees, one per mode, in `lock_mode_to_index` order: the order the
+/// granted pass visits them in (it matters for the contention count).
+pub(crate) const TREE_ORDER: [u32; 8] = {
+    use proto::ldlm::mode::{COS, CR, CW, EX, GROUP, NL, PR, PW};
+    [EX, PW, PR, CW, CR, NL, GROUP, COS]
+};
+
+/// The extent a lock is granted, as `ldlm_extent_policy` computes it: the largest extent
+/// containing the request that overlaps no conflicting granted lock
+/// (`ldlm_extent_internal_policy_granted`), trimmed by conflicting waiting requests
+/// (`ldlm_extent_internal_policy_waiting`), limited on contended resources and aligned to the
+/// request (`ldlm_extent_internal_policy_fixup`). Requests for the whole object, and
+/// `LDLM_FL_NO_EXPANSION` requests (only aligned), do not grow; the caller skips the server's
+/// own locks, which Lustre never grows either.
 #[must_use]
-pub fn grow_extent(
+pub fn extent_policy(
     req_mode: u32,
-    req_start: u64,
-    req_end: u64,
-    others: impl Iterator<Item = (u32, u64, u64)>,
+    (req_start, req_end): (u64, u64),
+    no_expansion: bool,
+    granted: &[ExtentView],
+    waiting: &[ExtentView],
 ) -> (u64, u64) {
-    let (mut start, mut end) = (0u64, EOF);
+    if req_start == 0 && req_end == EOF {
+        return (req_start, req_end);
+    }
+    if no_expansion {
+        return fixup(req_mode, (req_start, req_end), (req_start, req_end), 0);
+    }
+    // Granted locks: expand within the gaps of every incompatible mode's tree.
+    let (mut lo, mut hi) = (0u64, EOF);
     let mut conflicting = 0usize;
-    for (mode, s, e) in others {
-        if modes_compatible(mode, req_mode) {
+    for tree_mode in TREE_ORDER {
+        if modes_compatible(tree_mode, req_mode) {
+            continue;
+        }
+        let tree: Vec<&ExtentView> = granted.iter().filter(|g| g.mode == tree_mode).collect();
+        conflicting += tree.len();
+        if conflicting > 4 {
+            lo = req_start;
+        }
+        // interval_expand: from the request outwards to the nearest lock on each side, but
+        // only on a side the limiter still leaves room on.
+        let mut ext = (req_start, req_end);
+        if lo < req_start {
+            ext.0 = tree.iter().filter(|g| g.end < req_start).map(|g| g.end + 1).max().unwrap_or(0);
+        }
+        if hi > req_end {
+            ext.1 =
+                tree.iter().filter(|g| g.start > req_end).map(|g| g.start - 1).min().unwrap_or(EOF);
+        }
+        lo = lo.max(ext.0);
+        hi = hi.min(ext.1);
+        if lo == req_start && hi == req_end {
+            break;
+        }
+    }
+    let (lo, hi) = fixup(req_mode, (req_start, req_end), (lo, hi), conflicting);
+    // Waiting requests: do not grow into what they will need.
+    let mut new = (lo, hi);
+    let mut conflicting = 0usize;
+    for w in waiting {
+        if new == (req_start, req_end) {
+            return new;
+        }
+        if modes_compatible(w.mode, req_mode) && !w.same_export {
             continue;
         }
         conflicting += 1;
         if conflicting > 4 {
-            start = req_start;
+            new.0 = req_start;
         }
-        if e < req_start {
-            start = start.max(e.saturating_add(1));
-        } else if s > req_end {
-            end = end.min(s - 1);
-        } else {
-            // Overlaps the request itself: the caller handles the conflict; growth cannot
-            // go past the request on the side of this lock.
-            if s < req_start {
-                start = req_start;
-            }
-            if e > req_end {
-                end = req_end;
-            }
+        if w.end < new.0 || w.start > new.1 {
+            continue;
+        }
+        if w.req_end >= req_start && w.req_start <= req_end {
+            // Both want the same bytes: one of them waits whatever we grant.
+            continue;
+        }
+        if w.start < req_start && new.0 != req_start {
+            new.0 = if w.end >= req_start { req_start } else { (w.end + 1).min(req_start) };
+        }
+        if w.end > req_end {
+            new.1 = if w.start <= req_end {
+                w.req_start.saturating_sub(1).max(req_end)
+            } else {
+                (w.start - 1).max(req_end)
+            };
         }
     }
+    fixup(req_mode, (req_start, req_end), new, conflicting)
+}
+
+/// `ldlm_extent_internal_policy_fixup`: on a contended resource a write lock grows at most
+/// [`MAX_GROWN_EXTENT`]; then the grant is cut back to the request's own alignment (at least
+/// a page), so no page is ever covered by two write locks.
+fn fixup(
+    req_mode: u32,
+    (req_start, req_end): (u64, u64),
+    new: (u64, u64),
+    conflicting: usize,
+) -> (u64, u64) {
     use proto::ldlm::mode::{CW, PW};
+    let (start, mut end) = new;
     if conflicting > 32
         && (req_mode == PW || req_mode == CW)
         && req_end < req_start.saturating_add(MAX_GROWN_EXTENT)
@@ -172,7 +253,6 @@ pub fn grow_extent(
     if start == 0 && end == EOF {
         return (start, end);
     }
-    // Align the grant to the largest power of two (at least a page) the request is aligned to.
     let mut mask: u64 = 4096;
     let align = req_end.wrapping_add(1) | req_start;
     if align != 0 && align & (mask - 1) == 0 {
@@ -181,9 +261,9 @@ pub fn grow_extent(
         }
     }
     let m = mask - 1;
-    let new_start = if start == 0 { 0 } else { ((start - 1) | m).wrapping_add(1) };
-    let new_end = if end == EOF { EOF } else { (end.wrapping_add(1) & !m).wrapping_sub(1) };
-    // Alignment must never cut into the request.
+    let new_start = (start.wrapping_sub(1) | m).wrapping_add(1);
+    let new_end = (end.wrapping_add(1) & !m).wrapping_sub(1);
+    // Alignment never cuts into the request (Lustre asserts it).
     (new_start.min(req_start), new_end.max(req_end))
 }
 
@@ -201,27 +281,59 @@ mod tests {
         assert!(!conflicts(PR, &a, CR, &a));
     }
 
+    fn g(mode: u32, start: u64, end: u64) -> ExtentView {
+        ExtentView { mode, start, end, req_start: start, req_end: end, same_export: false }
+    }
+
     #[test]
     fn extents_grow_to_neighbours() {
         let ext = |s, e| LockPolicy::Extent { start: s, end: e, gid: 0 };
         assert!(!conflicts(PW, &ext(0, 4095), PW, &ext(4096, 8191)));
         assert!(conflicts(PW, &ext(0, 4096), PW, &ext(4096, 8191)));
+        let mb = 1u64 << 20;
         // Alone: the whole object.
-        assert_eq!(grow_extent(PW, 1 << 20, (2 << 20) - 1, std::iter::empty()), (0, EOF));
+        assert_eq!(extent_policy(PW, (mb, 2 * mb - 1), false, &[], &[]), (0, EOF));
         // Another writer holds [0, 1M): grow from 1M to EOF.
         assert_eq!(
-            grow_extent(PW, 2 << 20, (3 << 20) - 1, [(PW, 0, (1 << 20) - 1)].into_iter()),
-            (1 << 20, EOF)
+            extent_policy(PW, (2 * mb, 3 * mb - 1), false, &[g(PW, 0, mb - 1)], &[]),
+            (mb, EOF)
         );
         // Readers do not limit readers.
-        assert_eq!(grow_extent(PR, 0, 4095, [(PR, 8192, 16383)].into_iter()), (0, EOF));
+        assert_eq!(extent_policy(PR, (0, 4095), false, &[g(PR, 8192, 16383)], &[]), (0, EOF));
         // Writer below and above: stop at both, aligned.
-        let (s, e) = grow_extent(
-            PW,
-            4 << 20,
-            (5 << 20) - 1,
-            [(PW, 0, (2 << 20) - 1), (PW, 8 << 20, (9 << 20) - 1)].into_iter(),
-        );
-        assert_eq!((s, e), (2 << 20, (8 << 20) - 1));
+        let gr = [g(PW, 0, 2 * mb - 1), g(PW, 8 * mb, 9 * mb - 1)];
+        assert_eq!(extent_policy(PW, (4 * mb, 5 * mb - 1), false, &gr, &[]), (2 * mb, 8 * mb - 1));
+        // NO_EXPANSION keeps the request (aligned).
+        assert_eq!(extent_policy(PW, (mb, 2 * mb - 1), true, &[], &[]), (mb, 2 * mb - 1));
+        // The whole object is never changed.
+        assert_eq!(extent_policy(PW, (0, EOF), false, &gr, &[]), (0, EOF));
+    }
+
+    #[test]
+    fn waiting_writers_keep_their_range() {
+        let mb = 1u64 << 20;
+        // Writer B waits for [0, 1M) while we are granted [2M, 3M): we grow up but not down
+        // past what B asked for (it ends below our request).
+        let w = [g(PW, 0, mb - 1)];
+        assert_eq!(extent_policy(PW, (2 * mb, 3 * mb - 1), false, &[], &w), (mb, EOF));
+        // A waiter above us: we stop before its request.
+        let w = [g(PW, 8 * mb, 9 * mb - 1)];
+        assert_eq!(extent_policy(PW, (2 * mb, 3 * mb - 1), false, &[], &w), (0, 8 * mb - 1));
+        // A compatible waiter of another client does not limit us.
+        let w = [g(PR, 8 * mb, 9 * mb - 1)];
+        assert_eq!(extent_policy(PR, (2 * mb, 3 * mb - 1), false, &[], &w), (0, EOF));
+    }
+
+    #[test]
+    fn contended_resources_do_not_grow_down_or_far() {
+        let mb = 1u64 << 20;
+        // Five granted writers below: the start stays at the request's.
+        let gr: Vec<ExtentView> = (0..5u64).map(|i| g(PW, i * mb, (i + 1) * mb - 1)).collect();
+        let (s, e) = extent_policy(PW, (10 * mb, 11 * mb - 1), false, &gr, &[]);
+        assert_eq!((s, e), (10 * mb, EOF));
+        // More than 32 writers: at most 32 MiB of growth past the start.
+        let gr: Vec<ExtentView> = (0..40u64).map(|i| g(PW, i * mb, (i + 1) * mb - 1)).collect();
+        let (s, e) = extent_policy(PW, (100 * mb, 101 * mb - 1), false, &gr, &[]);
+        assert_eq!((s, e), (100 * mb, 132 * mb - 1));
     }
 }

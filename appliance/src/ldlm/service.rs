@@ -2,23 +2,27 @@
 //! server-side users, blocking and completion callbacks to clients, and eviction of clients
 //! that do not give locks back.
 
-use super::ns::{Ast, EnqueueReq, Enqueued, ExportId, LdlmError, Lock, Namespace, NsLimits};
+use super::ns::{
+    Ast, EnqueueReq, Enqueued, ExportId, Glimpsed, LdlmError, Lock, Namespace, NsLimits,
+};
 use crate::shard::Shard;
 use glommio::channels::local_channel::{LocalSender, new_bounded};
 use lnd::ProcessId;
 use proto::build::MsgBuilder;
 use proto::fid::LustreHandle;
-use proto::ldlm::{LdlmLockDesc, LdlmRequest};
+use proto::ldlm::{LdlmLockDesc, LdlmRequest, OstLvb, OstLvbV1};
 use proto::opcode::Opcode;
 use proto::portal;
+use proto::wire::Wire;
 use ptlrpc::client::{Target, exchange};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// The server's own locks (taken by the MDT and MGS around updates) belong to this export.
-pub const LOCAL: ExportId = ExportId(0);
+/// The server's own locks (taken by the MDT and MGS around updates, and by the OST for
+/// `OBD_BRW_SRVLOCK` I/O) belong to this export.
+pub const LOCAL: ExportId = super::ns::LOCAL_EXPORT;
 
 /// A namespace slot on a shard (6 bits of every lock cookie name it).
 pub type NsSlot = u8;
@@ -171,6 +175,26 @@ async fn enqueue_inner(
         .ok_or(LdlmError::NoSuchLock)
 }
 
+/// A glimpse enqueue on this shard (`ofd_intent_policy`'s RESCAN): granted at once when
+/// nothing conflicts (the client then holds it like any lock), otherwise no lock and the
+/// locks to glimpse.
+pub fn glimpse_enqueue(
+    sh: &Rc<Shard>,
+    slot: NsSlot,
+    req: EnqueueReq,
+    ast: AstTarget,
+) -> Result<Glimpsed, LdlmError> {
+    let mut out = Vec::new();
+    let now = sh.now_ms();
+    let r =
+        sh.ldlm.with_ns_mut(slot, |ns| ns.glimpse(req, now, &mut out)).ok_or(LdlmError::Invalid)?;
+    if let Ok(Glimpsed::Granted(c)) = &r {
+        sh.ldlm.targets.borrow_mut().insert(*c, ast);
+    }
+    process_asts(sh, slot, out);
+    r
+}
+
 /// Converts a granted IBITS lock on this shard to fewer bits (LDLM_CONVERT) and lets the
 /// waiters it blocked in. Returns the lock as converted.
 pub fn convert(
@@ -283,6 +307,7 @@ async fn callback(
         timeout: Duration::from_secs(sh.cfg.ldlm_timeout.clamp(1, 30)),
         reply_size: 4096,
         jobid: "",
+        rep_mbits: false,
     };
     let _ = opc;
     exchange(&sh.lnet, &tgt, b, None, xid).await
@@ -290,7 +315,8 @@ async fn callback(
 
 async fn send_blocking(sh: &Rc<Shard>, slot: NsSlot, l: &Lock, t: AstTarget) {
     let req = LdlmRequest {
-        lock_flags: 0,
+        // LDLM_FL_AST_MASK of the lock: DISCARD_DATA when the lock in the way asked for it.
+        lock_flags: l.bl_flags,
         lock_desc: desc_of(l),
         handles: vec![LustreHandle::new(l.remote), LustreHandle::new(l.cookie)],
     };
@@ -314,15 +340,17 @@ async fn send_blocking(sh: &Rc<Shard>, slot: NsSlot, l: &Lock, t: AstTarget) {
     let _ = slot;
 }
 
-async fn send_completion(sh: &Rc<Shard>, _slot: NsSlot, l: &Lock, t: AstTarget) {
+async fn send_completion(sh: &Rc<Shard>, slot: NsSlot, l: &Lock, t: AstTarget) {
     let req = LdlmRequest {
         lock_flags: 0,
         lock_desc: desc_of(l),
         handles: vec![LustreHandle::new(l.remote), LustreHandle::new(l.cookie)],
     };
+    // ldlm_server_completion_ast: the LVB goes with the grant (an OST lock's `ost_lvb`).
+    let lvb = crate::ost::lvb_for_lock(sh, slot, l).await.unwrap_or_default();
     let b = match MsgBuilder::request(Opcode::LdlmCpCallback)
         .and_then(|b| b.set("DLM_REQ", req.to_vec()))
-        .and_then(|b| b.set("DLM_LVB", Vec::new()))
+        .and_then(|b| b.set("DLM_LVB", lvb))
     {
         Ok(b) => b,
         Err(e) => return log::error!("completion AST: {e}"),
@@ -330,6 +358,86 @@ async fn send_completion(sh: &Rc<Shard>, _slot: NsSlot, l: &Lock, t: AstTarget) 
     if let Err(e) = callback(sh, t, Opcode::LdlmCpCallback, b).await {
         log::warn!("completion AST to {} failed: {e}; evicting", t.peer);
         evict(sh, t.home, l.export).await;
+    }
+}
+
+/// What a client answered to a glimpse callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlimpseReply {
+    /// Its LVB (`ost_lvb`, or the 40-byte v1 widened).
+    Lvb(OstLvb),
+    /// It has the lock but nothing to say (`-ELDLM_NO_LOCK_DATA`), or did not know the lock
+    /// (-EINVAL, and the lock was dropped), or it was evicted for not answering.
+    Nothing,
+}
+
+/// Sends LDLM_GL_CALLBACK for each lock (`ldlm_server_glimpse_ast`, no glimpse descriptor:
+/// extent locks need none) at once and collects the LVBs (`ldlm_cb_interpret`): a client that
+/// does not answer is evicted, one that does not know the lock loses it.
+pub async fn glimpse_locks(sh: &Rc<Shard>, locks: Vec<Lock>) -> Vec<GlimpseReply> {
+    let mut pending = Vec::with_capacity(locks.len());
+    for l in locks {
+        let t = sh.ldlm.targets.borrow().get(&l.cookie).copied();
+        let sh = sh.clone();
+        pending.push(glommio::spawn_local(async move {
+            match t {
+                Some(t) => send_glimpse(&sh, &l, t).await,
+                None => GlimpseReply::Nothing,
+            }
+        }));
+    }
+    let mut out = Vec::with_capacity(pending.len());
+    for p in pending {
+        out.push(p.await);
+    }
+    out
+}
+
+async fn send_glimpse(sh: &Rc<Shard>, l: &Lock, t: AstTarget) -> GlimpseReply {
+    let req = LdlmRequest {
+        lock_flags: 0,
+        lock_desc: desc_of(l),
+        handles: vec![LustreHandle::new(l.remote)],
+    };
+    let b = match MsgBuilder::request(Opcode::LdlmGlCallback)
+        .and_then(|b| b.set("DLM_REQ", req.to_vec()))
+    {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("glimpse AST: {e}");
+            return GlimpseReply::Nothing;
+        }
+    };
+    match callback(sh, t, Opcode::LdlmGlCallback, b).await {
+        Ok(r) if r.status() == 0 => {
+            let lvb = r.buf("dlm_lvb", 1, 0).ok().and_then(|b| {
+                OstLvb::read(b).ok().or_else(|| {
+                    OstLvbV1::read(b).ok().map(|v| OstLvb {
+                        lvb_size: v.lvb_size,
+                        lvb_mtime: v.lvb_mtime,
+                        lvb_atime: v.lvb_atime,
+                        lvb_ctime: v.lvb_ctime,
+                        lvb_blocks: v.lvb_blocks,
+                        ..OstLvb::default()
+                    })
+                })
+            });
+            lvb.map_or(GlimpseReply::Nothing, GlimpseReply::Lvb)
+        }
+        Ok(r) if r.status() == -22 => {
+            // The client does not know the lock: gone on its side (a normal race).
+            let _ = cancel(sh, l.cookie, None);
+            GlimpseReply::Nothing
+        }
+        Ok(r) => {
+            log::debug!("glimpse AST to {} for {:#x}: status {}", t.peer, l.cookie, r.status());
+            GlimpseReply::Nothing
+        }
+        Err(e) => {
+            log::warn!("glimpse AST to {} for lock {:#x} failed: {e}; evicting", t.peer, l.cookie);
+            evict(sh, t.home, l.export).await;
+            GlimpseReply::Nothing
+        }
     }
 }
 

@@ -1,6 +1,23 @@
 //! The object storage target (OST): objects spread over shards by FID, served on every shard.
-//! This module holds what the MDT needs of OSTs (object creation, destruction, truncation,
-//! the list of OSTs) and the OST's non-bulk RPCs.
+//!
+//! * this module: what the MDT needs of OSTs (precreation, destruction, truncation, the list
+//!   of OSTs), request dispatch and the checks every OST request gets (`tgt_validate_obdo`);
+//! * [`io`]: OST_READ and OST_WRITE (`tgt_brw_read`, `tgt_brw_write`, `ofd_preprw`,
+//!   `ofd_commitrw`): niobufs, bulk, short I/O, checksums;
+//! * [`grant`]: grant accounting (`tgt_grant.c`);
+//! * [`dlm`]: extent locks on objects, glimpses and their LVBs (`ofd_intent_policy`,
+//!   `ofd_lvbo_*`), and the server's own locks for `OBD_BRW_SRVLOCK` I/O;
+//! * [`attr`]: OST_GETATTR, OST_SETATTR, OST_PUNCH, OST_SYNC.
+//!
+//! An object and its lock resource live on shard [`ost_shard_of`] its FID; requests arrive
+//! on the shard of the client's connection and reach the object's shard over the mesh.
+
+pub mod attr;
+pub mod dlm;
+pub mod grant;
+pub mod io;
+
+pub use dlm::lvb_for_lock;
 
 use crate::ldlm::service::NsSlot;
 use crate::shard::Shard;
@@ -32,6 +49,29 @@ pub struct OstShard {
     pub slot: NsSlot,
     /// Sequences whose precreation or orphan cleanup runs now (on their home shard).
     busy_seqs: RefCell<std::collections::HashSet<u64>>,
+    /// Grant of the clients homed here.
+    pub grants: RefCell<grant::Grants>,
+    /// Counters (`obdfilter.*.stats`).
+    pub stats: OstStats,
+}
+
+/// Counters of one OST on one shard.
+#[derive(Debug, Default)]
+pub struct OstStats {
+    /// OST_READ requests served.
+    pub reads: std::cell::Cell<u64>,
+    /// Bytes read.
+    pub read_bytes: std::cell::Cell<u64>,
+    /// OST_WRITE requests served.
+    pub writes: std::cell::Cell<u64>,
+    /// Bytes written.
+    pub write_bytes: std::cell::Cell<u64>,
+    /// Writes refused for a bad bulk checksum.
+    pub cksum_errors: std::cell::Cell<u64>,
+    /// BRWs whose bulk transfer failed (no reply sent; the client resends).
+    pub bulk_errors: std::cell::Cell<u64>,
+    /// Glimpse callbacks sent.
+    pub glimpse_asts: std::cell::Cell<u64>,
 }
 
 /// Per-sequence last created object id (`LAST_ID` of an OFD), on each OST shard: key the
@@ -73,7 +113,14 @@ impl OstShard {
             )),
             slot,
             busy_seqs: RefCell::new(std::collections::HashSet::new()),
+            grants: RefCell::new(grant::Grants::new(grant::GrantParams::default())),
+            stats: OstStats::default(),
         }
+    }
+
+    /// A client's export is gone: its grant returns to the pool.
+    pub fn forget_export(&self, cookie: u64) {
+        self.grants.borrow_mut().discard(cookie);
     }
 }
 
@@ -87,7 +134,7 @@ pub fn ost_shard_of(fid: &LuFid, n: usize) -> usize {
     usize::try_from((h >> 32) % n as u64).unwrap_or(0)
 }
 
-fn errno_of(e: &OsdError) -> i32 {
+pub(crate) fn errno_of(e: &OsdError) -> i32 {
     -e.errno()
 }
 
@@ -129,7 +176,7 @@ pub async fn known_osts(sh: &Rc<Shard>) -> Vec<u32> {
     }
 }
 
-async fn on_object<R: Send + 'static, F, Fut>(
+pub(crate) async fn on_object<R: Send + 'static, F, Fut>(
     sh: &Rc<Shard>,
     ost: u32,
     fid: LuFid,
@@ -146,7 +193,7 @@ where
     sh.mesh.call(sh, s, move |x: Rc<Shard>| f(x, ost, fid)).await.map_err(|_| -errno::ESHUTDOWN)?
 }
 
-fn ost_part(sh: &Shard, index: u32) -> Result<&OstShard, i32> {
+pub(crate) fn ost_part(sh: &Shard, index: u32) -> Result<&OstShard, i32> {
     sh.ost(index).ok_or(-errno::ENODEV)
 }
 
@@ -369,13 +416,64 @@ pub async fn punch_object(sh: &Rc<Shard>, ost: u32, fid: LuFid, size: u64) -> Re
     .await
 }
 
-/// Fills the grant fields of an OST's connect reply.
-pub fn fill_grant(_sh: &Shard, _index: u32, d: &mut ObdConnectData) {
-    d.ocd_grant = (32u32 << 20).into();
-    d.ocd_grant_blkbits = 12;
-    d.ocd_grant_inobits = 8;
-    d.ocd_grant_tax_kb = 4.into();
-    d.ocd_grant_max_blks = 1024.into();
+/// The grant part of an OST connect (`ofd_parse_connect_data`, `tgt_grant_connect`): the
+/// backend's allocation parameters for GRANT_PARAM clients and the client's initial grant.
+/// `d` is the reply's connect data with the negotiated flags already in it.
+pub fn on_connect(sh: &Shard, index: u32, cookie: u64, new_conn: bool, d: &mut ObdConnectData) {
+    let Some(part) = sh.ost(index) else { return };
+    let mut g = part.grants.borrow_mut();
+    let p = g.params();
+    let f = d.flags();
+    let grant_param = f & proto::connect::flags::GRANT_PARAM != 0;
+    if grant_param {
+        d.ocd_grant_blkbits = u8::try_from(p.blockbits).unwrap_or(12);
+        d.ocd_grant_inobits = p.inobits;
+        d.ocd_grant_tax_kb = u16::try_from(p.extent_tax >> 10).unwrap_or(u16::MAX).into();
+        d.ocd_grant_max_blks = u32::try_from(p.max_extent_blks).unwrap_or(u32::MAX).into();
+    }
+    let brw = u64::from(d.ocd_brw_size.get().max(4096));
+    if f & proto::connect::flags::GRANT == 0 || f & proto::connect::flags::RDONLY != 0 {
+        g.register(cookie, brw, grant_param);
+        d.ocd_grant = 0.into();
+        return;
+    }
+    let got = g.connect(cookie, u64::from(d.ocd_grant.get()), brw, grant_param, new_conn);
+    d.ocd_grant = u32::try_from(got).unwrap_or(u32::MAX).into();
+}
+
+/// Reads the free space of every shard's region of OST `index` and gives this shard its
+/// share to promise as grant (see [`grant`]).
+pub async fn refresh_grant_space(sh: &Rc<Shard>, index: u32) -> Result<(), i32> {
+    let mut min_free = u64::MAX;
+    for s in 0..sh.n {
+        let st = sh
+            .mesh
+            .call(sh, s, move |x: Rc<Shard>| async move {
+                ost_part(&x, index)?.osd.statfs().await.map_err(|e| errno_of(&e))
+            })
+            .await
+            .map_err(|_| -errno::ESHUTDOWN)??;
+        min_free = min_free.min(st.bavail.saturating_mul(u64::from(st.bsize.max(1))));
+    }
+    let now = sh.now_ms();
+    ost_part(sh, index)?.grants.borrow_mut().refresh(min_free, sh.n, now);
+    Ok(())
+}
+
+/// Keeps every local OST's grant space fresh on this shard (connects hand out grant from it
+/// without waiting).
+pub async fn grant_refresher(sh: Rc<Shard>) {
+    loop {
+        for index in sh.osts.iter().map(|o| o.index).collect::<Vec<_>>() {
+            if let Err(e) = refresh_grant_space(&sh, index).await {
+                log::debug!("OST{index:04x}: grant space refresh failed: {e}");
+            }
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(grant::STATFS_MAX_AGE_MS)).await;
+        if sh.lnet.is_stopping() {
+            return;
+        }
+    }
 }
 
 /// The OST's usage: every shard's OSD summed.
@@ -415,7 +513,7 @@ pub async fn ost_statfs(sh: &Rc<Shard>, index: u32) -> Result<ObdStatfs, i32> {
     Ok(o)
 }
 
-fn fmt(id: &str) -> Result<&'static rmf::Fmt, i32> {
+pub(crate) fn fmt(id: &str) -> Result<&'static rmf::Fmt, i32> {
     rmf::format(id).ok_or(-errno::EPROTO)
 }
 
@@ -433,39 +531,51 @@ pub async fn handle(sh: &Rc<Shard>, req: &Req<'_>) -> Outcome {
             }
             .await
         }
-        Opcode::OstGetattr => getattr(sh, req).await,
+        Opcode::OstRead => return io::read(sh, req).await,
+        Opcode::OstWrite => return io::write(sh, req).await,
+        Opcode::OstGetattr => attr::getattr(sh, req).await,
+        Opcode::OstSetattr => attr::setattr(sh, req).await,
+        Opcode::OstPunch => attr::punch(sh, req).await,
+        Opcode::OstSync => attr::sync(sh, req).await,
         Opcode::OstCreate => create(sh, req).await,
         Opcode::OstDestroy => destroy(sh, req).await,
-        Opcode::OstPunch => punch_req(sh, req).await,
+        Opcode::LdlmEnqueue => dlm::enqueue(sh, req).await,
         _ => Err(-ENOTSUPP),
     };
     r.into()
 }
 
-async fn getattr(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
-    let index = req.target.index;
+/// The OST body of a request with its object, checked as `tgt_ost_body_unpack` and
+/// `tgt_validate_obdo` check it: no body (or a short one) is -EFAULT; `OBD_MD_FLID` with
+/// object id 0, or a sequence that is not IDIF, MDT0's, echo or a normal one, is -EPROTO; an
+/// ost_id `ostid_to_fid` cannot convert is -EBADF; and handlers Lustre marks HAS_BODY
+/// (GETATTR, SETATTR, READ, WRITE, PUNCH, SYNC) need `OBD_MD_FLID` (-EPROTO). The body's
+/// `o_oi` comes back as the FID, as Lustre rewrites it; the FID is `None` without FLID.
+pub(crate) fn ost_body(req: &Req<'_>, has_body: bool) -> Result<(Obdo, Option<LuFid>), i32> {
     let m = req.inc.msg().map_err(|_| -errno::EPROTO)?;
-    let oa = Obdo::read(m.buf(1).ok_or(-errno::EPROTO)?).map_err(|_| -errno::EPROTO)?;
-    let fid = oa.o_oi.to_fid(index).map_err(|_| -errno::EINVAL)?;
-    if !fid.is_sane() {
-        return Err(-errno::EINVAL);
+    let b = m.buf(1).filter(|b| b.len() >= Obdo::SIZE).ok_or(-errno::EFAULT)?;
+    let mut oa = Obdo::read(b).map_err(|_| -errno::EFAULT)?;
+    let oi = oa.o_oi;
+    let (seq, id) = (oi.ostid_seq(), oi.ostid_id());
+    let valid = oa.o_valid.get();
+    if valid & md::FLID != 0 && id == 0 {
+        return Err(-errno::EPROTO);
     }
-    let a = on_object(sh, index, fid, |x, ost, fid| async move {
-        ost_part(&x, ost)?.osd.attr_get(&fid).await.map_err(|e| errno_of(&e))
-    })
-    .await?;
-    let mut r = oa;
-    r.o_valid =
-        (md::FLID | md::FLSIZE | md::FLBLOCKS | md::FLMTIME | md::FLATIME | md::FLCTIME).into();
-    r.o_size = a.size.into();
-    r.o_blocks = a.blocks.into();
-    r.o_mtime = u64::try_from(a.mtime.sec).unwrap_or(0).into();
-    r.o_atime = u64::try_from(a.atime.sec).unwrap_or(0).into();
-    r.o_ctime = u64::try_from(a.ctime.sec).unwrap_or(0).into();
-    MsgBuilder::reply(fmt("OST_GETATTR")?, &req.inc.body)
-        .wire("OST_BODY", &r)
-        .and_then(|b| b.build())
-        .map_err(|_| -errno::EPROTO)
+    use proto::fid::seq as fs;
+    let seq_ok = (fs::IDIF..=fs::IDIF_MAX).contains(&seq)
+        || seq == fs::OST_MDT0
+        || seq >= fs::NORMAL
+        || seq == fs::ECHO;
+    if !seq_ok {
+        return Err(-errno::EPROTO);
+    }
+    let fid = oi.ostid_to_fid(req.target.index).ok_or(-errno::EBADF)?;
+    oa.o_oi = proto::fid::OstId::from_fid(fid);
+    oa.o_valid = (valid | md::FLGROUP).into();
+    if valid & md::FLID == 0 {
+        return if has_body { Err(-errno::EPROTO) } else { Ok((oa, None)) };
+    }
+    Ok((oa, Some(fid)))
 }
 
 fn request_obdo(req: &Req<'_>) -> Result<Obdo, i32> {
@@ -473,7 +583,7 @@ fn request_obdo(req: &Req<'_>) -> Result<Obdo, i32> {
     Obdo::read(m.buf(1).ok_or(-errno::EPROTO)?).map_err(|_| -errno::EPROTO)
 }
 
-fn obdo_reply(req: &Req<'_>, f: &str, oa: &Obdo) -> Result<Vec<u8>, i32> {
+pub(crate) fn obdo_reply(req: &Req<'_>, f: &str, oa: &Obdo) -> Result<Vec<u8>, i32> {
     MsgBuilder::reply(fmt(f)?, &req.inc.body)
         .wire("OST_BODY", oa)
         .and_then(|b| b.build())
@@ -509,41 +619,13 @@ async fn create(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
     obdo_reply(req, "OST_CREATE", &r)
 }
 
-fn object_of(req: &Req<'_>, oa: &Obdo) -> Result<LuFid, i32> {
-    let fid = oa.o_oi.to_fid(req.target.index).map_err(|_| -errno::EINVAL)?;
-    if !fid.is_sane() || fid.oid() == 0 {
-        return Err(-errno::EINVAL);
-    }
-    Ok(fid)
-}
-
 /// OST_DESTROY: removes an object (the MDT does this when a file's last link goes).
 async fn destroy(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
-    let oa = request_obdo(req)?;
-    let fid = object_of(req, &oa)?;
+    let (oa, fid) = ost_body(req, false)?;
+    let fid = fid.ok_or(-errno::EPROTO)?;
     if !object_exists(sh, req.target.index, fid).await {
         return Err(-errno::ENOENT);
     }
     destroy_object(sh, req.target.index, fid).await?;
     obdo_reply(req, "OST_DESTROY", &oa)
-}
-
-/// OST_PUNCH: truncates an object; `o_size` is the new end (punching to `OBD_OBJECT_EOF`
-/// in `o_blocks`, the only form Lustre clients send for truncate).
-async fn punch_req(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
-    let oa = request_obdo(req)?;
-    let fid = object_of(req, &oa)?;
-    let valid = oa.o_valid.get();
-    if valid & (md::FLSIZE | md::FLBLOCKS) != (md::FLSIZE | md::FLBLOCKS)
-        || oa.o_blocks.get() != u64::MAX
-    {
-        return Err(-errno::EOPNOTSUPP); // hole punching inside a file: not yet
-    }
-    if !object_exists(sh, req.target.index, fid).await {
-        return Err(-errno::ENOENT);
-    }
-    punch_object(sh, req.target.index, fid, oa.o_size.get()).await?;
-    let mut r = oa;
-    r.o_valid = (md::FLID | md::FLSIZE).into();
-    obdo_reply(req, "OST_PUNCH", &r)
 }
