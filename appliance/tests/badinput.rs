@@ -875,3 +875,294 @@ fn bad_requests_get_lustres_errno_and_the_server_keeps_serving() {
     srv.stop();
     eprintln!("{} cases in {:?}", cases.len(), t.elapsed());
 }
+
+// ---- The OST's BRW path --------------------------------------------------------------------
+
+/// Objects the normal client made for the BRW cases.
+#[derive(Debug, Clone, Copy)]
+struct OstFixture {
+    /// OST index of both objects.
+    ost: u32,
+    /// The object of `/ost/f`, which no case may change.
+    untouched: LuFid,
+    /// The object of `/ost/g`, which a write without lock or grant fills.
+    lockless: LuFid,
+}
+
+fn ioobj(fid: LuFid, bufcnt: u32, mds: u32) -> Vec<u8> {
+    let mut o = proto::ost::ObdIoobj::new_zeroed();
+    o.ioo_oid = proto::fid::OstId::from_fid(fid);
+    o.set_md_count(mds);
+    o.ioo_bufcnt = bufcnt.into();
+    o.as_bytes().to_vec()
+}
+
+fn niobufs(list: &[(u64, u32, u32)]) -> Vec<u8> {
+    list.iter()
+        .flat_map(|&(off, len, flags)| {
+            proto::ost::NiobufRemote {
+                rnb_offset: off.into(),
+                rnb_len: len.into(),
+                rnb_flags: flags.into(),
+            }
+            .as_bytes()
+            .to_vec()
+        })
+        .collect()
+}
+
+fn brw_obdo(fid: LuFid, flags: Option<u32>) -> Vec<u8> {
+    let mut oa = proto::ost::Obdo { o_oi: proto::fid::OstId::from_fid(fid), ..Default::default() };
+    let mut valid = md::FLID | md::FLGROUP;
+    if let Some(f) = flags {
+        oa.o_flags = f.into();
+        valid |= md::FLFLAGS;
+    }
+    oa.o_valid = valid.into();
+    oa.as_bytes().to_vec()
+}
+
+/// One BRW request: the body, ioobj, niobufs and short-I/O buffers as given, and `bulk`
+/// posted as a GET source at the request's match bits.
+struct Brw<'a> {
+    portal: u32,
+    oa: Vec<u8>,
+    ioo: Vec<u8>,
+    nbs: Vec<u8>,
+    short_io: &'a [u8],
+    bulk: Option<Vec<u8>>,
+}
+
+impl Peer {
+    async fn brw_write(&self, h: u64, w: Brw<'_>) -> Got {
+        let xid = self.xids.next_xid();
+        let beq = self.lnet.event_queue();
+        let md = w.bulk.map(|b| {
+            self.lnet
+                .attach(
+                    portal::OST_BULK,
+                    MatchEntry::bits(xid),
+                    MdSpec::new(b).options(ptlrpc::server::get_source_opts()),
+                    &beq,
+                )
+                .unwrap()
+        });
+        let b = body(Opcode::OstWrite.raw(), h);
+        let msg = raw_msg(b, xid, &[&w.oa, &w.ioo, &w.nbs, &[], w.short_io]);
+        let got = self.send_raw(w.portal, xid, msg, RPC_WAIT).await;
+        if let Some(md) = md {
+            let _ = self.lnet.unlink(md);
+        }
+        got
+    }
+}
+
+async fn ost_scenario(p: &Rc<Peer>, fx: OstFixture) -> Vec<Case> {
+    use proto::ost::brw;
+    use proto::ost::obd_fl;
+    const EPROTO: i32 = -libc::EPROTO;
+    let uuid = format!("rustre-OST{:04x}_UUID", fx.ost);
+    let ost = p.connect(portal::OST_REQUEST, portal::OSC_REPLY, &uuid, Opcode::OstConnect).await;
+    let h = ost.export_handle();
+    let f = fx.untouched;
+    let w = brw::WRITE;
+    let page = |n: usize| vec![0x5au8; n];
+    let mut cases = Vec::new();
+    let mut case = |name: &str, lustre: &'static str, want: Want, got: Got| {
+        cases.push(Case { name: name.into(), lustre, want, got });
+    };
+    let plain = |fid: LuFid, nbs: &[(u64, u32, u32)], bulk: Option<Vec<u8>>| Brw {
+        portal: portal::OST_IO,
+        oa: brw_obdo(fid, None),
+        ioo: ioobj(fid, u32::try_from(nbs.len()).unwrap(), 1),
+        nbs: niobufs(nbs),
+        short_io: &[],
+        bulk,
+    };
+
+    let got = p.brw_write(h, plain(f, &[(0, 8192, w)], Some(page(4096)))).await;
+    case(
+        "write: niobufs reach past the end of the client's bulk",
+        "target_bulk_io: truncated bulk GET, no reply",
+        Want::Dropped,
+        got,
+    );
+    let got = p.brw_write(h, plain(f, &[(0, 8192, w), (4096, 4096, w)], Some(page(12288)))).await;
+    case(
+        "write: overlapping niobufs",
+        "niobufs must increase (ldiskfs assumes it)",
+        Want::Status(EPROTO),
+        got,
+    );
+    let got = p.brw_write(h, plain(f, &[(8192, 4096, w), (0, 4096, w)], Some(page(8192)))).await;
+    case("write: niobufs out of order", "niobufs must increase", Want::Status(EPROTO), got);
+    let got = p.brw_write(h, plain(f, &[(0, 0, w)], Some(page(0)))).await;
+    case("write: zero-length niobuf", "niobufs must cover bytes", Want::Status(EPROTO), got);
+    let missing = LuFid::new(f.seq(), f.oid() + 100_000, 0);
+    let got = p.brw_write(h, plain(missing, &[(0, 4096, w)], Some(page(4096)))).await;
+    case(
+        "write: an object that does not exist",
+        "ofd_preprw_write",
+        Want::Status(-libc::ENOENT),
+        got,
+    );
+    // All zeros: MDT0's group, object id 0.
+    let zero = LuFid::new(0, 0, 0);
+    let got = p.brw_write(h, plain(zero, &[(0, 4096, w)], Some(page(4096)))).await;
+    case("write: object id 0", "tgt_validate_obdo", Want::Status(EPROTO), got);
+    let mut req = plain(f, &[(0, 4096, w)], Some(page(4096)));
+    req.portal = portal::OST_REQUEST;
+    let got = p.brw_write(h, req).await;
+    case(
+        "write: sent to the OST_REQUEST portal",
+        "tgt_brw_write: wrong portal",
+        Want::Status(EPROTO),
+        got,
+    );
+    let mut req = plain(f, &[(0, 4096, w)], Some(page(4096)));
+    req.ioo = [ioobj(f, 1, 1), ioobj(f, 1, 1)].concat();
+    let got = p.brw_write(h, req).await;
+    case("write: two obd_ioobj", "tgt_io_data_unpack: too many ioobjs", Want::Status(EPROTO), got);
+    let mut req = plain(f, &[(0, 4096, w)], Some(page(4096)));
+    req.ioo = ioobj(f, 2, 1);
+    let got = p.brw_write(h, req).await;
+    case(
+        "write: ioo_bufcnt 2, one niobuf",
+        "tgt_brw_write: niobuf count",
+        Want::Status(EPROTO),
+        got,
+    );
+    let mut req = plain(f, &[(0, 4096, w)], Some(page(4096)));
+    req.ioo = ioobj(f, 1, 3);
+    let got = p.brw_write(h, req).await;
+    case(
+        "write: ioo_max_brw not a power of two",
+        "tgt_io_data_unpack: bad ioobj max",
+        Want::Status(EPROTO),
+        got,
+    );
+    let too_many = u32::try_from((proto::ost::PTLRPC_MAX_BRW_PAGES + 1) * 4096).unwrap();
+    let got = p.brw_write(h, plain(f, &[(0, too_many, w)], None)).await;
+    case(
+        "write: more pages than PTLRPC_MAX_BRW_PAGES",
+        "osd_map_remote_to_local",
+        Want::Status(-libc::EOVERFLOW),
+        got,
+    );
+    let got = p.brw_write(h, plain(f, &[(0, 2 << 20, w)], Some(page(2 << 20)))).await;
+    case(
+        "write: more bytes than the negotiated 1 MiB BRW size",
+        "(Rustre: a request's memory is bounded by ocd_brw_size)",
+        Want::Status(-libc::EOVERFLOW),
+        got,
+    );
+    let s = brw::SRVLOCK;
+    let got =
+        p.brw_write(h, plain(f, &[(0, 4096, w | s), (4096, 4096, w)], Some(page(8192)))).await;
+    case("write: SRVLOCK on some niobufs only", "tgt_brw_lock", Want::Status(-libc::EFAULT), got);
+    let mut req = plain(f, &[(0, 4096, w)], None);
+    req.oa = brw_obdo(f, Some(obd_fl::SHORT_IO));
+    req.short_io = &[1u8; 100];
+    let got = p.brw_write(h, req).await;
+    case(
+        "write: short I/O of another length than the niobufs",
+        "tgt_brw_write",
+        Want::Status(EPROTO),
+        got,
+    );
+
+    // No lock and no grant: Lustre stores it (the client's lock is its own business; the OST
+    // finds the space itself).
+    let data: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+    let got = p.brw_write(h, plain(fx.lockless, &[(0, 8192, w)], Some(data))).await;
+    case("write: without a lock or grant, space free", "tgt_grant_check", Want::Status(0), got);
+    cases
+}
+
+fn run_ost_peer(port: u16, fx: OstFixture) -> Vec<Case> {
+    let nid = our_nid(port);
+    let mut lc = LnetConfig::new(vec![NiConfig::new(nid, port).unwrap()]);
+    lc.port = port;
+    lc.placement = Placement::Unbound(1);
+    lc.accept = AcceptMode::All;
+    // SAFETY: geteuid has no preconditions.
+    lc.connect_privileged = unsafe { libc::geteuid() } == 0;
+    lc.routes = ptlrpc::lnet_routes();
+    lc.timeout = Duration::from_secs(10);
+    lc.discovery_timeout = Duration::from_secs(10);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let node = Node::start(lc, move |lnet: Lnet| async move {
+        let p = Rc::new(Peer {
+            lnet: lnet.clone(),
+            server: ProcessId::lustre("127.0.0.1@tcp".parse().unwrap()),
+            xids: Rc::new(XidGen::new(0, 1, 1_000_000)),
+            uuid: "badinput-0000-0000-0000-0000000000b5".into(),
+        });
+        let _ = tx.send(ost_scenario(&p, fx).await);
+    })
+    .unwrap();
+    let r = rx.recv_timeout(Duration::from_secs(180));
+    node.stop();
+    let _ = node.join();
+    r.expect("the raw peer finished (it panicked or hung otherwise)")
+}
+
+#[test]
+fn bad_brw_requests_get_lustres_errno_and_store_nothing() {
+    use proto::mdt::open as of;
+    let dir = TempDir::new("badbrw");
+    let srv = Server::all_in_one(dir.path(), free_port());
+    let c = srv.mount();
+    c.mkdir("/ost", 0o755, ROOT).unwrap();
+    let rw = of::FMODE_READ | of::FMODE_WRITE | of::CREAT;
+    let mk = |p: &str| {
+        let f = c.open(p, rw, 0o644, user_layout(1 << 20, 1, 0), ROOT).unwrap();
+        let s = f.layout.as_ref().unwrap().stripes[0];
+        c.close(f).unwrap();
+        s
+    };
+    let (a, b) = (mk("/ost/f"), mk("/ost/g"));
+    c.umount().unwrap();
+    let fx = OstFixture { ost: a.ost, untouched: a.fid, lockless: b.fid };
+
+    let cases = run_ost_peer(srv.port, fx);
+    let mut bad = Vec::new();
+    for k in &cases {
+        let ok = k.want.matches(k.got);
+        eprintln!(
+            "{} {:<60} want {:?}, got {:?}  [{}]",
+            if ok { "ok " } else { "BAD" },
+            k.name,
+            k.want,
+            k.got,
+            k.lustre
+        );
+        if !ok {
+            bad.push(k.name.clone());
+        }
+    }
+    assert!(bad.is_empty(), "{} case(s) got the wrong answer: {bad:?}", bad.len());
+
+    // Nothing was stored by the refused requests; the lockless write was, byte for byte; a
+    // normal client still reads and writes.
+    let c = srv.mount();
+    let f = c.open("/ost/f", of::FMODE_READ, 0, Vec::new(), ROOT).unwrap();
+    assert_eq!(c.size(&f).unwrap(), 0, "no refused write left data");
+    c.close(f).unwrap();
+    let g = c.open("/ost/g", of::FMODE_READ, 0, Vec::new(), ROOT).unwrap();
+    let want: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(c.read(&g, 0, 10_000).unwrap(), want);
+    c.close(g).unwrap();
+    let h = c.open("/ost/after", rw, 0o644, Vec::new(), ROOT).unwrap();
+    c.write(&h, 0, vec![7u8; 300_000]).unwrap();
+    c.close(h).unwrap();
+    let h = c.open("/ost/after", of::FMODE_READ, 0, Vec::new(), ROOT).unwrap();
+    assert_eq!(c.read(&h, 0, 300_000).unwrap(), vec![7u8; 300_000]);
+    c.close(h).unwrap();
+    c.umount().unwrap();
+    let log = srv.log_text();
+    assert!(!log.contains("panicked"), "the server panicked:\n{log}");
+    let mut srv = srv;
+    assert!(srv.child.as_mut().unwrap().try_wait().unwrap().is_none(), "the server exited");
+    srv.stop();
+}
