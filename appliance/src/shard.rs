@@ -237,8 +237,10 @@ pub async fn serve_portal(sh: Rc<Shard>, portal: u32, bufs: server::ServiceBuffe
             }
             Err(Refused::Answer(inc, errno)) => {
                 let sh = sh.clone();
-                glommio::spawn_local(async move { target::send_error(&sh, &inc, errno).await })
-                    .detach();
+                glommio::spawn_local(
+                    async move { target::send_error(&sh, &inc, errno, false).await },
+                )
+                .detach();
             }
         }
     }

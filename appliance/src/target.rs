@@ -115,12 +115,13 @@ pub fn supported_flags(kind: TargetKind) -> (u64, u64, u64) {
     }
 }
 
-/// Sends an error reply for a request.
-pub async fn send_error(sh: &Rc<Shard>, inc: &Incoming, e: i32) {
+/// Sends an error reply for a request; like any reply it goes to `pb_mbits` when the export
+/// negotiated REP_MBITS (`ptlrpc_send_error` sends through `ptlrpc_send_reply`).
+pub async fn send_error(sh: &Rc<Shard>, inc: &Incoming, e: i32, rep_mbits: bool) {
     sh.stats.errors.set(sh.stats.errors.get() + 1);
     match server::error_reply(&inc.body, e) {
         Ok(r) => {
-            if let Err(x) = server::send_reply(&sh.lnet, inc, r, false).await {
+            if let Err(x) = server::send_reply(&sh.lnet, inc, r, rep_mbits).await {
                 log::debug!("error reply to {} lost: {x}", inc.peer);
             }
         }
@@ -145,7 +146,7 @@ pub async fn handle(sh: Rc<Shard>, inc: Incoming) {
                 log::debug!("reply to {} for {opc} lost: {e}", inc.peer);
             }
         }
-        Outcome::Error(e) => send_error(&sh, &inc, e).await,
+        Outcome::Error(e) => send_error(&sh, &inc, e, rep_mbits).await,
         Outcome::Dropped => log::debug!("resend of xid {} from {} in progress", inc.xid, inc.peer),
     }
     sh.stats.active.set(sh.stats.active.get().saturating_sub(1));

@@ -71,6 +71,21 @@ fn round_trips_around_stripe_boundaries() {
 }
 
 #[test]
+fn a_write_of_three_bulk_mds_and_an_error_reply_reach_the_client() {
+    // 3 MiB in one BRW is three 1 MiB MDs: `ioo_max_brw` must still be a power of two, and
+    // the client must find replies (errors too) on `pb_mbits` (OBD_CONNECT2_REP_MBITS).
+    let dir = TempDir::new("data-mds");
+    let srv = Server::all_in_one(dir.path(), free_port());
+    let c = srv.mount();
+    let f = create(&c, "/three", 4 << 20, 1);
+    let data = pattern(9, 4096, 3 << 20);
+    c.write(&f, 4096, data.clone()).unwrap();
+    c.fsync(&f).unwrap();
+    assert!(c.read(&f, 4096, 3 << 20).unwrap() == data);
+    c.close(f).unwrap();
+}
+
+#[test]
 fn sparse_files_read_holes_as_zeros() {
     let dir = TempDir::new("data-sparse");
     let srv = Server::all_in_one(dir.path(), free_port());

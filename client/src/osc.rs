@@ -83,6 +83,13 @@ pub fn md_lengths(nbs: &[(u64, u64)]) -> Vec<usize> {
     out
 }
 
+/// `ioo_max_brw` of a BRW whose bulk takes `mds` MDs: a power of two at least that large, as
+/// the OST requires (`tgt_io_data_unpack`); with our xids aligned to 128 the OST finds the
+/// first MD's match bits by clearing that many low bits of `pb_mbits`.
+fn md_limit(mds: usize) -> u32 {
+    u32::try_from(mds.max(1).next_power_of_two()).unwrap_or(1 << 16)
+}
+
 /// Lustre's bulk checksum of `data` for a negotiated type (`osc_checksum_bulk`: one hash
 /// over the bytes of every niobuf in order; see [`proto::cksum`]). Types we never negotiate
 /// (T10-PI) fall back to CRC32C.
@@ -378,7 +385,7 @@ impl Fs {
                 ioo_max_brw: 0.into(),
                 ioo_bufcnt: u32::try_from(runs.len()).unwrap_or(u32::MAX).into(),
             };
-            ioo.set_md_count(u32::try_from(lens.len()).unwrap_or(1));
+            ioo.set_md_count(md_limit(lens.len()));
             let mut nb_bytes = Vec::with_capacity(runs.len() * NiobufRemote::SIZE);
             for r in runs {
                 let f = brw::WRITE | if r.from_grant { brw::FROM_GRANT } else { 0 };
@@ -479,7 +486,7 @@ impl Fs {
             ioo_max_brw: 0.into(),
             ioo_bufcnt: 1.into(),
         };
-        ioo.set_md_count(u32::try_from(lens.len()).unwrap_or(1));
+        ioo.set_md_count(md_limit(lens.len()));
         let nb = NiobufRemote {
             rnb_offset: off.into(),
             rnb_len: u32::try_from(len).map_err(|_| Error::new(libc::EINVAL))?.into(),
