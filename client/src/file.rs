@@ -16,7 +16,7 @@ use proto::fid::LuFid;
 use proto::ldlm::{Policy, mode};
 use proto::lov::{LovForm, LovMd};
 use proto::mdt::open as of;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 /// A cached page of an object.
@@ -32,6 +32,8 @@ pub(crate) struct Page {
 #[derive(Debug)]
 pub struct PageCache {
     pages: HashMap<LuFid, BTreeMap<u64, Page>>,
+    /// The dirty pages of each object, so write-back never walks clean ones.
+    dirty_idx: HashMap<LuFid, BTreeSet<u64>>,
     bytes: u64,
     dirty: u64,
     /// Most bytes cached (`max_cached_mb`).
@@ -44,6 +46,7 @@ impl Default for PageCache {
     fn default() -> Self {
         PageCache {
             pages: HashMap::new(),
+            dirty_idx: HashMap::new(),
             bytes: 0,
             dirty: 0,
             max_bytes: 256 << 20,
@@ -81,14 +84,16 @@ impl PageCache {
         }
         let mut excess = self.bytes - self.max_bytes;
         for m in self.pages.values_mut() {
-            let clean: Vec<u64> = m.iter().filter(|(_, p)| !p.dirty).map(|(i, _)| *i).collect();
+            let want = usize::try_from(excess.div_ceil(PAGE)).unwrap_or(usize::MAX);
+            let clean: Vec<u64> =
+                m.iter().filter(|(_, p)| !p.dirty).map(|(i, _)| *i).take(want).collect();
             for i in clean {
-                if excess == 0 {
-                    return;
-                }
                 m.remove(&i);
                 self.bytes -= PAGE;
                 excess = excess.saturating_sub(PAGE);
+            }
+            if excess == 0 {
+                break;
             }
         }
         self.pages.retain(|_, m| !m.is_empty());
@@ -113,27 +118,55 @@ impl PageCache {
         if m.is_empty() {
             self.pages.remove(&fid);
         }
+        if let Some(d) = self.dirty_idx.get_mut(&fid) {
+            let gone: Vec<u64> = d.range(first..=last).copied().collect();
+            for k in gone {
+                d.remove(&k);
+            }
+            if d.is_empty() {
+                self.dirty_idx.remove(&fid);
+            }
+        }
         dirty
     }
 
-    /// The dirty pages of an object in `[start, end]`, marked clean (the caller writes them).
-    fn clean_range(&mut self, fid: LuFid, start: u64, end: u64) -> Vec<(u64, Page)> {
-        let Some(m) = self.pages.get_mut(&fid) else { return Vec::new() };
-        let mut out = Vec::new();
-        for (i, p) in m.range_mut(start / PAGE..=end / PAGE) {
-            if p.dirty {
-                out.push((*i, p.clone()));
-                p.dirty = false;
-                p.grant = false;
-                self.dirty -= PAGE;
+    /// Marks page `idx` of an object dirty in the index (the page itself says so too).
+    fn note_dirty(&mut self, fid: LuFid, idx: u64) {
+        self.dirty_idx.entry(fid).or_default().insert(idx);
+    }
+
+    /// The dirty pages of an object in `[start, end]` (bytes), marked clean, as runs of
+    /// consecutive pages with the same grant (the caller writes them back).
+    fn clean_range(&mut self, fid: LuFid, start: u64, end: u64) -> Vec<Run> {
+        let (Some(m), Some(d)) = (self.pages.get_mut(&fid), self.dirty_idx.get_mut(&fid)) else {
+            return Vec::new();
+        };
+        let idxs: Vec<u64> = d.range(start / PAGE..=end / PAGE).copied().collect();
+        let mut out: Vec<Run> = Vec::new();
+        let mut next = u64::MAX;
+        for i in idxs {
+            d.remove(&i);
+            let Some(p) = m.get_mut(&i).filter(|p| p.dirty) else { continue };
+            match out.last_mut() {
+                Some(r) if i == next && r.from_grant == p.grant => {
+                    r.data.extend_from_slice(&p.data)
+                }
+                _ => out.push(Run { off: i * PAGE, data: p.data.to_vec(), from_grant: p.grant }),
             }
+            next = i + 1;
+            p.dirty = false;
+            p.grant = false;
+            self.dirty -= PAGE;
+        }
+        if d.is_empty() {
+            self.dirty_idx.remove(&fid);
         }
         out
     }
 
     /// Objects with dirty pages.
     fn dirty_objects(&self) -> Vec<LuFid> {
-        self.pages.iter().filter(|(_, m)| m.values().any(|p| p.dirty)).map(|(f, _)| *f).collect()
+        self.dirty_idx.iter().filter(|(_, d)| !d.is_empty()).map(|(f, _)| *f).collect()
     }
 }
 
@@ -158,17 +191,6 @@ fn page_last(x: u64) -> u64 {
 }
 
 /// Contiguous runs of pages: `(first index, pages)`.
-fn runs_of(pages: Vec<(u64, Page)>) -> Vec<(u64, Vec<Page>)> {
-    let mut out: Vec<(u64, Vec<Page>)> = Vec::new();
-    for (i, p) in pages {
-        match out.last_mut() {
-            Some((s, v)) if *s + v.len() as u64 == i => v.push(p),
-            _ => out.push((i, vec![p])),
-        }
-    }
-    out
-}
-
 impl Fs {
     /// Opens `path` (creating it with `lov` as requested layout when `flags` has O_CREAT).
     pub async fn open_file(
@@ -443,22 +465,26 @@ impl Fs {
             let mut c = self.pages.borrow_mut();
             let mut added = 0u64;
             let mut newly_dirty = 0u64;
+            let mut dirtied = Vec::new();
             let m = c.pages.entry(s.fid).or_default();
             for idx in first..=last {
                 let ps = idx * PAGE;
-                let p = m.entry(idx).or_insert_with(|| {
-                    added += PAGE;
-                    Page {
-                        data: vec![0u8; PAGE as usize].into_boxed_slice(),
-                        dirty: false,
-                        grant: false,
-                    }
-                });
                 let a = off.max(ps);
                 let b = (off + data.len() as u64).min(ps + PAGE);
                 let src = &data[(a - off) as usize..(b - off) as usize];
+                let p = m.entry(idx).or_insert_with(|| {
+                    added += PAGE;
+                    // A page written whole is made from the data (no zeroing first).
+                    let data = if src.len() as u64 == PAGE {
+                        src.to_vec().into_boxed_slice()
+                    } else {
+                        vec![0u8; PAGE as usize].into_boxed_slice()
+                    };
+                    Page { data, dirty: false, grant: false }
+                });
                 p.data[(a - ps) as usize..(b - ps) as usize].copy_from_slice(src);
                 if !p.dirty {
+                    dirtied.push(idx);
                     p.dirty = true;
                     newly_dirty += PAGE;
                     if st.avail_grant.get() >= PAGE {
@@ -472,6 +498,9 @@ impl Fs {
             }
             c.bytes += added;
             c.dirty += newly_dirty;
+            for idx in dirtied {
+                c.note_dirty(s.fid, idx);
+            }
         }
         self.note_object_size(s.fid, off + data.len() as u64);
         Ok(all_granted)
@@ -480,31 +509,29 @@ impl Fs {
     /// Writes back the dirty pages of an object in `[start, end]` (bytes), trimmed to the
     /// object's size.
     pub async fn flush_object(&self, s: Stripe, start: u64, end: u64) -> Result<()> {
-        let pages = self.pages.borrow_mut().clean_range(s.fid, start, end);
-        if pages.is_empty() {
+        let mut runs = self.pages.borrow_mut().clean_range(s.fid, start, end);
+        if runs.is_empty() {
             return Ok(());
         }
         let size = self.known_object_size(s.fid).unwrap_or(0);
-        let mut runs = Vec::new();
-        for (first, pages) in runs_of(pages) {
-            let from_grant = pages.iter().all(|p| p.grant);
-            let mut data: Vec<u8> = pages.iter().flat_map(|p| p.data.iter().copied()).collect();
-            let off = first * PAGE;
-            let keep = usize::try_from(size.saturating_sub(off)).unwrap_or(usize::MAX);
-            data.truncate(keep);
-            if !data.is_empty() {
-                runs.push(Run { off, data, from_grant });
-            }
+        for r in &mut runs {
+            let keep = usize::try_from(size.saturating_sub(r.off)).unwrap_or(usize::MAX);
+            r.data.truncate(keep);
         }
+        runs.retain(|r| !r.data.is_empty());
         self.brw_write(s, &runs).await
     }
 
     /// Writes back every dirty page.
     pub async fn flush_all(self: &Rc<Self>) -> Result<()> {
         let objs = self.pages.borrow().dirty_objects();
-        for fid in objs {
-            let Some(s) = self.stripe_of(fid) else { continue };
-            self.flush_object(s, 0, EOF).await?;
+        // Every object at once: their OSTs work in parallel.
+        let flushes = objs
+            .into_iter()
+            .filter_map(|fid| self.stripe_of(fid))
+            .map(|s| self.flush_object(s, 0, EOF));
+        for r in futures_util::future::join_all(flushes).await {
+            r?;
         }
         Ok(())
     }
@@ -520,8 +547,9 @@ impl Fs {
     /// fsync: every dirty page of the file written back, and committed on the OSTs.
     pub async fn fsync_file(self: &Rc<Self>, f: &OpenFile) -> Result<()> {
         let Some(l) = &f.layout else { return Ok(()) };
-        for s in &l.stripes {
-            self.flush_object(*s, 0, EOF).await?;
+        let flushes = l.stripes.iter().map(|s| self.flush_object(*s, 0, EOF));
+        for r in futures_util::future::join_all(flushes).await {
+            r?;
         }
         Ok(())
     }
@@ -586,12 +614,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runs_group_consecutive_pages() {
-        let p = |b: u8| Page { data: vec![b; 4].into_boxed_slice(), dirty: true, grant: true };
-        let r = runs_of(vec![(1, p(1)), (2, p(2)), (5, p(5))]);
-        assert_eq!(r.len(), 2);
-        assert_eq!((r[0].0, r[0].1.len()), (1, 2));
-        assert_eq!((r[1].0, r[1].1.len()), (5, 1));
+    fn write_back_takes_runs_of_dirty_pages() {
+        let mut c = PageCache::default();
+        let f = LuFid::new(0x2_0000_0400, 1, 0);
+        for (i, grant) in [(1u64, true), (2, true), (3, false), (5, false)] {
+            c.pages.entry(f).or_default().insert(
+                i,
+                Page { data: vec![i as u8; PAGE as usize].into_boxed_slice(), dirty: true, grant },
+            );
+            c.note_dirty(f, i);
+            c.dirty += PAGE;
+        }
+        c.insert_clean(f, 4, vec![0u8; PAGE as usize].into_boxed_slice());
+        let r = c.clean_range(f, 0, EOF);
+        let shape: Vec<(u64, usize, bool)> =
+            r.iter().map(|r| (r.off / PAGE, r.data.len() / PAGE as usize, r.from_grant)).collect();
+        assert_eq!(shape, vec![(1, 2, true), (3, 1, false), (5, 1, false)]);
+        assert_eq!(r[0].data[PAGE as usize], 2);
+        assert_eq!(c.dirty_bytes(), 0);
+        assert!(c.dirty_objects().is_empty());
+        assert!(c.clean_range(f, 0, EOF).is_empty());
     }
 
     #[test]

@@ -64,6 +64,18 @@ pub struct Client {
     pub nid: Nid,
 }
 
+/// Keeps freed I/O buffers (bulk MDs of 1 MiB, pages) in the process heap for reuse rather
+/// than returning them to the kernel, which would fault and zero them again on the next BRW:
+/// glibc serves such sizes from mmap, and that page clearing was a third of a streaming
+/// client's CPU. For binaries to call first thing in `main`, before other threads exist.
+pub fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator tuning; the caller runs before other threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}
+
 /// Picks our NID: loopback MGSs are reached from a free `127.0.1.x` (each client process needs
 /// its own NID on a host); others from the address the kernel routes towards the MGS.
 fn pick_nid(mgs: Nid, port: u16) -> Result<Nid> {

@@ -83,6 +83,9 @@ pub fn md_lengths(nbs: &[(u64, u64)]) -> Vec<usize> {
     out
 }
 
+/// BRW RPCs one object may have in flight (Lustre's `max_rpcs_in_flight` default).
+const RPCS_IN_FLIGHT: usize = 8;
+
 /// `ioo_max_brw` of a BRW whose bulk takes `mds` MDs: a power of two at least that large, as
 /// the OST requires (`tgt_io_data_unpack`); with our xids aligned to 128 the OST finds the
 /// first MD's match bits by clearing that many low bits of `pb_mbits`.
@@ -288,7 +291,9 @@ impl Fs {
     /// Writes runs of one object (each RPC at most the negotiated BRW size), with checksums
     /// and grant. A write the OST refuses for a bad checksum is sent again.
     pub async fn brw_write(&self, s: Stripe, runs: &[Run]) -> Result<()> {
+        use futures_util::StreamExt;
         let max = self.brw_size(s.ost);
+        let mut batches: Vec<Vec<Run>> = Vec::new();
         let mut batch: Vec<Run> = Vec::new();
         let mut size = 0u64;
         for r in runs {
@@ -304,14 +309,20 @@ impl Fs {
                 size += n as u64;
                 pos += n;
                 if size >= max {
-                    self.brw_write_rpc(s, &batch).await?;
-                    batch.clear();
+                    batches.push(std::mem::take(&mut batch));
                     size = 0;
                 }
             }
         }
         if !batch.is_empty() {
-            self.brw_write_rpc(s, &batch).await?;
+            batches.push(batch);
+        }
+        // Several RPCs in flight per object (`max_rpcs_in_flight`).
+        let mut results = futures_util::stream::iter(batches.iter())
+            .map(|b| self.brw_write_rpc(s, b))
+            .buffer_unordered(RPCS_IN_FLIGHT);
+        while let Some(r) = results.next().await {
+            r?;
         }
         Ok(())
     }
@@ -397,16 +408,25 @@ impl Fs {
                 nb_bytes.extend_from_slice(nb.as_bytes());
             }
             // The bulk: the runs' bytes back to back, cut into MDs on fragment boundaries.
-            let mut all: Vec<u8> = runs.iter().flat_map(|r| r.data.iter().copied()).collect();
-            if st.corrupt_writes.get() > 0 && !all.is_empty() {
-                st.corrupt_writes.set(st.corrupt_writes.get() - 1);
-                all[0] ^= 0xff;
+            let mut bufs: Vec<Vec<u8>> = lens.iter().map(|&l| Vec::with_capacity(l)).collect();
+            let mut cur = 0usize;
+            for r in runs {
+                let mut d = r.data.as_slice();
+                while !d.is_empty() && cur < bufs.len() {
+                    let room = lens[cur] - bufs[cur].len();
+                    let n = room.min(d.len());
+                    bufs[cur].extend_from_slice(&d[..n]);
+                    d = &d[n..];
+                    if bufs[cur].len() == lens[cur] {
+                        cur += 1;
+                    }
+                }
             }
-            let mut bufs = Vec::with_capacity(lens.len());
-            let mut at = 0usize;
-            for l in &lens {
-                bufs.push(all[at..at + l].to_vec());
-                at += l;
+            if st.corrupt_writes.get() > 0
+                && let Some(b) = bufs.first_mut().and_then(|b| b.first_mut())
+            {
+                st.corrupt_writes.set(st.corrupt_writes.get() - 1);
+                *b ^= 0xff;
             }
             let b = MsgBuilder::request(Opcode::OstWrite)?
                 .wire("OST_BODY", &oa)?
@@ -445,16 +465,22 @@ impl Fs {
     /// Reads `len` bytes of an object at `off` (fewer at the object's end; holes read as
     /// zeros), verifying the checksum when the OST sends one.
     pub async fn brw_read(&self, s: Stripe, off: u64, len: u64) -> Result<Vec<u8>> {
+        use futures_util::StreamExt;
         let max = self.brw_size(s.ost);
         let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        let mut pos = off;
         let end = off + len;
-        while pos < end {
-            let n = (end - pos).min(max);
-            let got = self.brw_read_rpc(s, pos, n).await?;
+        let pieces: Vec<(u64, u64)> = (off..end)
+            .step_by(usize::try_from(max.max(1)).unwrap_or(usize::MAX))
+            .map(|p| (p, (end - p).min(max)))
+            .collect();
+        // Several RPCs in flight, their data kept in order; a short one ends the object.
+        let mut results = futures_util::stream::iter(pieces)
+            .map(|(p, n)| async move { (n, self.brw_read_rpc(s, p, n).await) })
+            .buffered(RPCS_IN_FLIGHT);
+        while let Some((n, got)) = results.next().await {
+            let got = got?;
             let short = (got.len() as u64) < n;
             out.extend_from_slice(&got);
-            pos += n;
             if short {
                 break;
             }

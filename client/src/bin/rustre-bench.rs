@@ -82,8 +82,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     ptlrpc::logger::init(log::LevelFilter::Warn);
     if let Some(dir) = &args.serve_embedded {
+        // The server runs as `rustre` does (default allocator settings).
         return serve_embedded(dir, args.port.unwrap_or(988), args.cores);
     }
+    client::tune_allocator();
     match bench(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
