@@ -494,6 +494,11 @@ async fn shard_report(sh: Rc<Shard>) -> ShardReport {
         add(t, "lru_size", Value::Sum(limits.lru_size as u64), true);
         add(t, "lru_max_age", Value::Text(LRU_MAX_AGE_MS.to_string()), false);
     }
+    // Every service this shard runs has its stats file, requests or not (as in Lustre).
+    for (portal, _) in crate::shard::service_portals(&sh) {
+        let svc = service_of(portal).2;
+        sh.mgmt.svc.borrow_mut().entry(svc).or_insert_with(|| Stats::new(&SVC_STATS));
+    }
     for (svc, s) in sh.mgmt.svc.borrow().iter() {
         let (a, b, _) = [
             portal::OST_REQUEST,
