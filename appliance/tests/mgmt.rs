@@ -644,3 +644,70 @@ fn status_page_renders_live_targets_in_headless_chromium() {
     );
     c.umount().unwrap();
 }
+
+/// Our get_param output parses with whamcloud's lustre-collector (the crate from crates.io,
+/// the parser its exporter runs on `lctl get_param` output), one parameter family at a time,
+/// with nothing left unparsed. (lustre-collector 0.12 no longer parses job_stats in
+/// `parse_lctl_output`; job_stats are checked as the YAML they are in
+/// `every_counter_exposed_moves_after_a_workload`.)
+#[test]
+fn get_param_output_parses_with_lustre_collector() {
+    let n = start("mgmt-collector");
+    let c = mount_job(n.srv.port, JOB);
+    workload(&c, n.srv.port);
+    let a = &n.http;
+    let families = [
+        "memused",
+        "memused_max",
+        "health_check",
+        "osd-*.*.filesfree",
+        "osd-*.*.filestotal",
+        "osd-*.*.fstype",
+        "osd-*.*.kbytesavail",
+        "osd-*.*.kbytesfree",
+        "osd-*.*.kbytestotal",
+        "osd-*.*.brw_stats",
+        "obdfilter.*OST*.stats",
+        "obdfilter.*OST*.num_exports",
+        "obdfilter.*OST*.exports.*.stats",
+        "ost.OSS.ost.stats",
+        "ost.OSS.ost_io.stats",
+        "ost.OSS.ost_create.stats",
+        "mdt.*.md_stats",
+        "mdt.*MDT*.num_exports",
+        "mdt.*.exports.*.uuid",
+        "mdt.*MDT*.exports.*.stats",
+        "mds.MDS.mdt.stats",
+        "ldlm.namespaces.{mdt-,filter-}*.lock_count",
+        "ldlm.namespaces.{mdt-,filter-}*.lock_unused_count",
+        "ldlm.namespaces.{mdt-,filter-}*.lru_max_age",
+        "ldlm.namespaces.{mdt-,filter-}*.lru_size",
+        "ldlm.namespaces.{mdt-,filter-}*.resource_count",
+        "ldlm.services.ldlm_canceld.stats",
+    ];
+    let mut all = String::new();
+    for pat in families {
+        let text = get_param(a, pat);
+        let recs = lustre_collector::parse_lctl_output(text.as_bytes())
+            .unwrap_or_else(|e| panic!("lustre-collector cannot parse {pat}: {e}\n{text}"));
+        assert!(!recs.is_empty(), "{pat}: nothing parsed from\n{text}");
+        all.push_str(&serde_json::to_string(&recs).unwrap());
+        all.push_str(&text);
+    }
+    // The whole set in one go, as the exporter reads it.
+    let joined: String = families.iter().map(|p| get_param(a, p)).collect();
+    let recs = lustre_collector::parse_lctl_output(joined.as_bytes()).unwrap();
+    let json = serde_json::to_string(&recs).unwrap();
+    for want in ["rustre-OST0000", "rustre-MDT0000", "write_bytes", "brw_stats", "lock_count"] {
+        assert!(json.contains(want), "{want} missing from the parsed records:\n{json}");
+    }
+    let rs = get_param(a, "obdfilter.*.recovery_status mdt.*.recovery_status");
+    let recs = lustre_collector::parse_recovery_status_output(rs.as_bytes())
+        .unwrap_or_else(|e| panic!("recovery_status: {e}\n{rs}"));
+    let json = serde_json::to_string(&recs).unwrap();
+    for t in ["rustre-OST0000", "rustre-OST0001", "rustre-MDT0000"] {
+        assert!(json.contains(t), "{t} missing from {json}");
+    }
+    assert!(json.contains("\"Complete\""), "{json}");
+    c.umount().unwrap();
+}
