@@ -199,13 +199,15 @@ fn brw_shape(inc: &Incoming) -> Option<(u64, u64, u64, u64)> {
     let (mut bytes, mut pages, mut gaps) = (0u64, 0u64, 0u64);
     let mut end: Option<u64> = None;
     for nb in nbs {
+        // Offsets come from the client: nothing here may overflow.
         let (off, len) = (nb.rnb_offset.get(), u64::from(nb.rnb_len.get()));
-        bytes += len;
-        pages += (off + len).div_ceil(4096).saturating_sub(off / 4096);
+        let stop = off.saturating_add(len);
+        bytes = bytes.saturating_add(len);
+        pages = pages.saturating_add(stop.div_ceil(4096).saturating_sub(off / 4096));
         if end.is_some_and(|e| e != off) {
             gaps += 1;
         }
-        end = Some(off + len);
+        end = Some(stop);
     }
     Some((bytes, pages, gaps, gaps + 1))
 }
@@ -270,7 +272,7 @@ pub fn account(
             };
             c.add(&nid, jobid, if write { "write_bytes" } else { "read_bytes" }, moved);
             let cell = if write { &sh.mgmt.write_bytes } else { &sh.mgmt.read_bytes };
-            cell.set(cell.get() + moved);
+            cell.set(cell.get().saturating_add(moved));
             let h = sh.mgmt.brw(target.index);
             h.tally(Brw::PagesPerBulk, write, pages);
             h.tally(Brw::DiscontigPages, write, gaps);
