@@ -268,6 +268,7 @@ fn every_counter_exposed_moves_after_a_workload() {
 fn http_api_page_metrics_and_remote_cli() {
     let n = start("mgmt-http");
     let a = &n.http;
+    let c = mount_job(n.srv.port, JOB);
     // Loopback without tokens: everything is allowed.
     let (code, body) =
         mgmt::remote::request(a, None, "GET", "/api/params?pattern=version", None).unwrap();
@@ -281,6 +282,18 @@ fn http_api_page_metrics_and_remote_cli() {
     assert!(cmd(a, None, "df").output.contains("rustre-OST0001_UUID"));
     assert!(cmd(a, None, "help get_param").output.starts_with("usage: get_param"));
     assert!(cmd(a, None, "net show").output.contains("nid: 127.0.0.1@tcp"));
+    for (line, want) in [
+        ("status", "health: healthy"),
+        ("df -i", "filesystem_summary:"),
+        ("peer show", "primary nid:"),
+        ("stats show", "recv_count:"),
+        ("shards", "req/s"),
+        ("version", "lustre: 2.15.8"),
+        ("list_param -R ldlm.namespaces", ".lru_size"),
+    ] {
+        let r = cmd(a, None, line);
+        assert!(r.ok && r.output.contains(want), "{line}: {}", r.output);
+    }
     let ping = cmd(a, None, "ping 127.0.0.1@tcp");
     assert!(ping.ok && ping.output.contains("127.0.0.1@tcp"), "{}", ping.output);
     // The remote CLI.
@@ -309,6 +322,7 @@ fn http_api_page_metrics_and_remote_cli() {
     assert!(page.contains("data-target=\"rustre-OST0001\""), "{page}");
     let (_, m) = mgmt::remote::request(a, None, "GET", "/metrics", None).unwrap();
     assert!(m.contains("lustre_capacity_kilobytes{component=\"ost\",target=\"rustre-OST0000\"}"));
+    c.umount().unwrap();
     // The REPL on stdin (--repl, as on the serial console) runs the same commands.
     let port = free_port();
     let dir = TempDir::new("mgmt-repl");
