@@ -5,6 +5,7 @@ pub mod ldlm;
 pub mod mdt;
 pub mod mesh;
 pub mod mgc;
+pub mod mgmt;
 pub mod mgs;
 pub mod node;
 pub mod osp;

@@ -208,6 +208,7 @@ async fn run_shard(
     spec: MeshSpec<Shard>,
     n: usize,
     salt: u64,
+    repl: Option<flume::Receiver<::mgmt::repl::ReplRequest>>,
 ) {
     let id = lnet.shard();
     let (mesh, receivers) = match Mesh::join(spec).await {
@@ -282,6 +283,7 @@ async fn run_shard(
         mdts,
         osts,
         stats: ShardStats::default(),
+        mgmt: crate::mgmt::MgmtShard::default(),
         salt,
         cluster: RefCell::new(crate::mgc::Cluster::default()),
         ost_imports: RefCell::new(HashMap::new()),
@@ -336,6 +338,8 @@ async fn run_shard(
             cfg.port,
             targets.join(" ")
         );
+        // The management console (HTTP, REPL) runs as tasks of shard 0.
+        glommio::spawn_local(crate::mgmt::run(sh.clone(), repl)).detach();
         READY.with(|r| r.set(true));
         if let Some(f) = STARTED.with(|s| s.borrow_mut().take()) {
             f();
@@ -400,6 +404,16 @@ impl Running {
 
 /// Starts a node with `n` shards (from [`prepare`]).
 pub fn start(cfg: ApplianceConfig, n: usize) -> Result<Running, String> {
+    start_with(cfg, n, None)
+}
+
+/// Starts a node with `n` shards whose console also serves the lines of `repl` (the REPL
+/// on stdin or the serial console).
+pub fn start_with(
+    cfg: ApplianceConfig,
+    n: usize,
+    repl: Option<flume::Receiver<::mgmt::repl::ReplRequest>>,
+) -> Result<Running, String> {
     let mut nis = Vec::new();
     for nid in &cfg.nids {
         nis.push(NiConfig::new(*nid, cfg.port).map_err(|e| format!("NID {nid}: {e}"))?);
@@ -432,6 +446,7 @@ pub fn start(cfg: ApplianceConfig, n: usize) -> Result<Running, String> {
     let ready2 = ready.clone();
     let node = Node::start(lc, move |lnet: Lnet| {
         let ready = ready2.clone();
+        let repl = repl.clone();
         async move {
             if lnet.shard() == 0 {
                 STARTED.with(|s| {
@@ -440,7 +455,8 @@ pub fn start(cfg: ApplianceConfig, n: usize) -> Result<Running, String> {
                     }))
                 });
             }
-            run_shard(lnet, cfg, spec, n, salt).await;
+            let repl = if lnet.shard() == 0 { repl } else { None };
+            run_shard(lnet, cfg, spec, n, salt, repl).await;
         }
     })
     .map_err(|e| format!("LNet: {e}"))?;

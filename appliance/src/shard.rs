@@ -91,6 +91,8 @@ pub struct Shard {
     pub osts: Vec<ost::OstShard>,
     /// Counters.
     pub stats: ShardStats,
+    /// Counters behind the management console's parameters.
+    pub mgmt: crate::mgmt::MgmtShard,
     /// Random per start: export cookies of a restarted server never match stale ones.
     pub salt: u64,
     /// The rest of the file system as the MGC last read it (nodes with a remote MGS).
@@ -223,10 +225,16 @@ pub async fn serve_portal(sh: Rc<Shard>, portal: u32, bufs: server::ServiceBuffe
         .await;
         let Some(r) = r else { return };
         sh.stats.requests.set(sh.stats.requests.get() + 1);
+        let arrival = crate::mgmt::Arrival {
+            at: Instant::now(),
+            qdepth: sh.stats.active.get(),
+            bufs_avail: rq.posted() as u64,
+        };
         match Incoming::decode(r) {
             Ok(inc) => {
                 let sh = sh.clone();
-                glommio::spawn_local(async move { target::handle(sh, inc).await }).detach();
+                glommio::spawn_local(async move { target::handle(sh, inc, arrival).await })
+                    .detach();
             }
             Err(Refused::Drop(e)) => {
                 sh.stats.dropped.set(sh.stats.dropped.get() + 1);

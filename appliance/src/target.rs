@@ -130,7 +130,7 @@ pub async fn send_error(sh: &Rc<Shard>, inc: &Incoming, e: i32, rep_mbits: bool)
 }
 
 /// Handles one request from start to reply.
-pub async fn handle(sh: Rc<Shard>, inc: Incoming) {
+pub async fn handle(sh: Rc<Shard>, inc: Incoming, arrival: crate::mgmt::Arrival) {
     let start = Instant::now();
     sh.stats.active.set(sh.stats.active.get() + 1);
     let opc = inc.opc();
@@ -140,6 +140,7 @@ pub async fn handle(sh: Rc<Shard>, inc: Incoming) {
         } else {
             serve(&sh, &inc).await
         };
+    crate::mgmt::account(&sh, &inc, &arrival, start, &outcome);
     match outcome {
         Outcome::Reply(r) => {
             if let Err(e) = server::send_reply(&sh.lnet, &inc, r, rep_mbits).await {

@@ -1,4 +1,5 @@
-//! The `rustre` appliance binary: `rustre mkfs`, `rustre serve`.
+//! The `rustre` appliance binary: `rustre mkfs`, `rustre fsck`, `rustre serve`, and
+//! `rustre console` (the management console of a running node, over HTTP).
 
 use appliance::config::{ApplianceConfig, TargetConfig, parse_size};
 use appliance::node;
@@ -69,6 +70,27 @@ enum Cmd {
         /// Accept connections from unprivileged ports (Lustre's accept=all).
         #[arg(long)]
         accept_all: bool,
+        /// Management HTTP address (default 127.0.0.1:8080, or the config's http.listen);
+        /// "off" disables it. Off loopback the config must hold http.read_token and
+        /// http.admin_token.
+        #[arg(long, value_name = "HOST:PORT")]
+        http: Option<String>,
+        /// Run the console REPL on stdin even when it is not a terminal.
+        #[arg(long)]
+        repl: bool,
+    },
+    /// Runs management commands on a node over its HTTP API (`help` lists them); without a
+    /// command, an interactive console.
+    Console {
+        /// The node's HTTP address.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+        http: String,
+        /// Access token (read-only or admin), when the node requires one.
+        #[arg(long, env = "RUSTRE_TOKEN")]
+        token: Option<String>,
+        /// The command and its arguments (e.g. `get_param obdfilter.*.stats`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
     },
 }
 
@@ -89,14 +111,33 @@ fn install_signals() {
     }
 }
 
-fn serve(cfg: ApplianceConfig, format_missing: bool) -> Result<(), String> {
+fn serve(cfg: ApplianceConfig, format_missing: bool, repl: bool) -> Result<(), String> {
+    let h = &cfg.http;
+    mgmt::http::check_bind(&h.listen, h.read_token.as_deref(), h.admin_token.as_deref())?;
     let n = node::prepare(&cfg, format_missing)?;
     install_signals();
-    let running = node::start(cfg, n)?;
+    let console = if repl || std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let (tx, rx) = flume::bounded(1);
+        mgmt::repl::spawn_stdin(tx, format!("{}> ", cfg.fsname))
+            .map_err(|e| format!("console: {e}"))?;
+        Some(rx)
+    } else {
+        None
+    };
+    let running = node::start_with(cfg, n, console)?;
+    let mut reboot = false;
     loop {
         std::thread::sleep(Duration::from_millis(100));
         if STOP.load(Ordering::SeqCst) {
             log::info!("rustre: stopping (signal)");
+            break;
+        }
+        if let Some(r) = appliance::mgmt::stop_asked() {
+            log::info!(
+                "rustre: stopping ({} from the console)",
+                if r { "reboot" } else { "shutdown" }
+            );
+            reboot = r;
             break;
         }
         if let Some(e) = node::fatal_error() {
@@ -108,7 +149,20 @@ fn serve(cfg: ApplianceConfig, format_missing: bool) -> Result<(), String> {
     running.stop();
     running.join()?;
     log::info!("rustre: stopped cleanly");
+    if std::process::id() == 1 {
+        power_off(reboot);
+    }
     Ok(())
+}
+
+/// As `/init` the process cannot just exit (the kernel would panic): every target is flushed
+/// by now; sync what the kernel holds and power off or reboot.
+fn power_off(reboot: bool) {
+    use nix::sys::reboot::{RebootMode, reboot as sys_reboot};
+    nix::unistd::sync();
+    let mode = if reboot { RebootMode::RB_AUTOBOOT } else { RebootMode::RB_POWER_OFF };
+    let Err(e) = sys_reboot(mode);
+    log::error!("rustre: {mode:?}: {e}");
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -158,7 +212,14 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Cmd::Serve { config, data, cores, size, port, accept_all } => {
+        Cmd::Console { http, token, cmd } => {
+            if mgmt::remote::main(&http, token.as_deref(), &cmd)? {
+                Ok(())
+            } else {
+                Err("command failed".into())
+            }
+        }
+        Cmd::Serve { config, data, cores, size, port, accept_all, http, repl } => {
             let (mut cfg, format) = match (config, data) {
                 (Some(c), None) => (ApplianceConfig::load(&c)?, false),
                 (None, Some(d)) => (ApplianceConfig::embedded(&d, parse_size(&size)?), true),
@@ -173,8 +234,11 @@ fn run(cli: Cli) -> Result<(), String> {
             if accept_all {
                 cfg.accept_secure = false;
             }
+            if let Some(h) = http {
+                cfg.http.listen = if h == "off" { String::new() } else { h };
+            }
             cfg.validate()?;
-            serve(cfg, format)
+            serve(cfg, format, repl)
         }
     }
 }

@@ -338,6 +338,7 @@ pub async fn precreate(
     if !local_ost(sh, ost) {
         return Err(-errno::ENODEV);
     }
+    let _count = crate::mgmt::OstOpTimer::new(sh, ost, "create");
     let home = seq_home(seq, sh.n);
     sh.mesh
         .call(sh, home, move |x: Rc<Shard>| async move {
@@ -393,6 +394,7 @@ pub async fn object_exists(sh: &Rc<Shard>, ost: u32, fid: LuFid) -> bool {
 
 /// Destroys one OST object (OST_DESTROY, or the in-process path of the MDT).
 pub async fn destroy_object(sh: &Rc<Shard>, ost: u32, fid: LuFid) -> Result<(), i32> {
+    let _count = crate::mgmt::OstOpTimer::new(sh, ost, "destroy");
     on_object(sh, ost, fid, |x, ost, fid| async move {
         let osd = &ost_part(&x, ost)?.osd;
         let mut th = osd.trans_create();
