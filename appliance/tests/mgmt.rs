@@ -619,6 +619,15 @@ fn status_page_renders_live_targets_in_headless_chromium() {
     }
     let n = start("mgmt-chromium");
     let c = mount_job(n.srv.port, JOB);
+    // The graph needs two samples (taken once a second) to draw a rate.
+    let t = Instant::now();
+    while mgmt::remote::request(&n.http, None, "GET", "/api/history", None)
+        .map_or(0, |(_, b)| b.matches("\"t_ms\"").count())
+        < 2
+    {
+        assert!(t.elapsed() < Duration::from_secs(30), "no history samples");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let profile = n.dir.path().join("chromium-profile");
     let mut child = Command::new("chromium")
         .args([
