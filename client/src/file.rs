@@ -519,7 +519,10 @@ impl Fs {
             r.data.truncate(keep);
         }
         runs.retain(|r| !r.data.is_empty());
-        self.brw_write(s, &runs).await
+        let r = self.brw_write(s, &runs).await;
+        // The written pages stay cached clean, within the cache's bound.
+        self.pages.borrow_mut().shrink();
+        r
     }
 
     /// Writes back every dirty page.

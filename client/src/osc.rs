@@ -44,6 +44,14 @@ pub struct OscState {
     pub checksum_resends: Cell<u64>,
 }
 
+/// A piece of a run that one BRW carries (borrowed from the run).
+#[derive(Debug, Clone, Copy)]
+struct Piece<'a> {
+    off: u64,
+    data: &'a [u8],
+    from_grant: bool,
+}
+
 /// One contiguous run of an object write.
 #[derive(Debug, Clone)]
 pub struct Run {
@@ -293,17 +301,17 @@ impl Fs {
     pub async fn brw_write(&self, s: Stripe, runs: &[Run]) -> Result<()> {
         use futures_util::StreamExt;
         let max = self.brw_size(s.ost);
-        let mut batches: Vec<Vec<Run>> = Vec::new();
-        let mut batch: Vec<Run> = Vec::new();
+        let mut batches: Vec<Vec<Piece<'_>>> = Vec::new();
+        let mut batch: Vec<Piece<'_>> = Vec::new();
         let mut size = 0u64;
         for r in runs {
             let mut pos = 0usize;
             while pos < r.data.len() {
                 let room = usize::try_from(max - size).unwrap_or(usize::MAX);
                 let n = room.min(r.data.len() - pos);
-                batch.push(Run {
+                batch.push(Piece {
                     off: r.off + pos as u64,
-                    data: r.data[pos..pos + n].to_vec(),
+                    data: &r.data[pos..pos + n],
                     from_grant: r.from_grant,
                 });
                 size += n as u64;
@@ -359,12 +367,12 @@ impl Fs {
         }
     }
 
-    async fn brw_write_rpc(&self, s: Stripe, runs: &[Run]) -> Result<()> {
+    async fn brw_write_rpc(&self, s: Stripe, runs: &[Piece<'_>]) -> Result<()> {
         let what = format!("OST{:04x} write of {}", s.ost, s.fid);
         self.retrying(&what, || self.brw_write_once(s, runs)).await
     }
 
-    async fn brw_write_once(&self, s: Stripe, runs: &[Run]) -> Result<()> {
+    async fn brw_write_once(&self, s: Stripe, runs: &[Piece<'_>]) -> Result<()> {
         let osc = self.osc(s.ost)?;
         let st = self.osc_state(s.ost);
         let data = self.osc_data(s.ost)?;
@@ -385,7 +393,7 @@ impl Fs {
             oa.o_blocks = st.dirty.get().into();
             oa.o_mode = (4u32 << 20).into();
             if let Some(k) = ck {
-                let parts: Vec<&[u8]> = runs.iter().map(|r| r.data.as_slice()).collect();
+                let parts: Vec<&[u8]> = runs.iter().map(|r| r.data).collect();
                 oa.o_nlink = bulk_checksum(k, &parts).into(); // o_cksum
                 oa.o_flags = cksum_flag(k).into();
                 valid |= md::FLCKSUM | md::FLFLAGS;
@@ -411,7 +419,7 @@ impl Fs {
             let mut bufs: Vec<Vec<u8>> = lens.iter().map(|&l| Vec::with_capacity(l)).collect();
             let mut cur = 0usize;
             for r in runs {
-                let mut d = r.data.as_slice();
+                let mut d = r.data;
                 while !d.is_empty() && cur < bufs.len() {
                     let room = lens[cur] - bufs[cur].len();
                     let n = room.min(d.len());
