@@ -799,8 +799,12 @@ fn our_nid(port: u16) -> Nid {
     panic!("no free loopback address");
 }
 
-/// Runs `scenario` on a one-shard LNet node of our own.
-fn run_peer(port: u16, fx: Fixture) -> Vec<Case> {
+/// Runs `scenario` on a one-shard LNet node of our own, as peer `uuid`.
+fn run_scenario<F, Fut>(port: u16, uuid: &str, scenario: F) -> Vec<Case>
+where
+    F: FnOnce(Rc<Peer>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Vec<Case>> + 'static,
+{
     let nid = our_nid(port);
     let mut lc = LnetConfig::new(vec![NiConfig::new(nid, port).unwrap()]);
     lc.port = port;
@@ -812,37 +816,33 @@ fn run_peer(port: u16, fx: Fixture) -> Vec<Case> {
     lc.timeout = Duration::from_secs(10);
     lc.discovery_timeout = Duration::from_secs(10);
     let (tx, rx) = std::sync::mpsc::channel();
+    let uuid = uuid.to_string();
     let node = Node::start(lc, move |lnet: Lnet| async move {
         let p = Rc::new(Peer {
             lnet: lnet.clone(),
             server: ProcessId::lustre("127.0.0.1@tcp".parse().unwrap()),
             xids: Rc::new(XidGen::new(0, 1, 1_000_000)),
-            uuid: "badinput-0000-0000-0000-000000000000".into(),
+            uuid,
         });
-        let cases = scenario(&p, fx).await;
-        let _ = tx.send(cases);
+        let _ = tx.send(scenario(p).await);
     })
     .unwrap();
-    let r = rx.recv_timeout(Duration::from_secs(120));
+    let r = rx.recv_timeout(Duration::from_secs(180));
     node.stop();
     let _ = node.join();
     r.expect("the raw peer finished (it panicked or hung otherwise)")
 }
 
-#[test]
-fn bad_requests_get_lustres_errno_and_the_server_keeps_serving() {
-    let t = Instant::now();
-    let dir = TempDir::new("badinput");
-    let srv = Server::all_in_one(dir.path(), free_port());
-    let c = srv.mount();
-    let (dfid, _) =
-        c.run(|fs: Rc<Fs>| async move { fs.mkdir("/bad", 0o755, &[], ROOT).await }).unwrap();
-    let ffid = c.create("/bad/f", 0o644, Vec::new(), ROOT).unwrap();
-    c.umount().unwrap();
+fn run_peer(port: u16, fx: Fixture) -> Vec<Case> {
+    run_scenario(port, "badinput-0000-0000-0000-000000000000", move |p| async move {
+        scenario(&p, fx).await
+    })
+}
 
-    let cases = run_peer(srv.port, Fixture { dir: dfid, file: ffid });
+/// Prints every case and fails the test if one got another answer than Lustre's.
+fn check_cases(cases: &[Case]) {
     let mut bad = Vec::new();
-    for k in &cases {
+    for k in cases {
         let ok = k.want.matches(k.got);
         eprintln!(
             "{} {:<70} want {:?}, got {:?}  [{}]",
@@ -857,6 +857,21 @@ fn bad_requests_get_lustres_errno_and_the_server_keeps_serving() {
         }
     }
     assert!(bad.is_empty(), "{} case(s) got the wrong answer: {bad:?}", bad.len());
+}
+
+#[test]
+fn bad_requests_get_lustres_errno_and_the_server_keeps_serving() {
+    let t = Instant::now();
+    let dir = TempDir::new("badinput");
+    let srv = Server::all_in_one(dir.path(), free_port());
+    let c = srv.mount();
+    let (dfid, _) =
+        c.run(|fs: Rc<Fs>| async move { fs.mkdir("/bad", 0o755, &[], ROOT).await }).unwrap();
+    let ffid = c.create("/bad/f", 0o644, Vec::new(), ROOT).unwrap();
+    c.umount().unwrap();
+
+    let cases = run_peer(srv.port, Fixture { dir: dfid, file: ffid });
+    check_cases(&cases);
 
     // A normal client still mounts and works; nothing bad was created.
     let c = srv.mount();
@@ -1079,34 +1094,6 @@ async fn ost_scenario(p: &Rc<Peer>, fx: OstFixture) -> Vec<Case> {
     cases
 }
 
-fn run_ost_peer(port: u16, fx: OstFixture) -> Vec<Case> {
-    let nid = our_nid(port);
-    let mut lc = LnetConfig::new(vec![NiConfig::new(nid, port).unwrap()]);
-    lc.port = port;
-    lc.placement = Placement::Unbound(1);
-    lc.accept = AcceptMode::All;
-    // SAFETY: geteuid has no preconditions.
-    lc.connect_privileged = unsafe { libc::geteuid() } == 0;
-    lc.routes = ptlrpc::lnet_routes();
-    lc.timeout = Duration::from_secs(10);
-    lc.discovery_timeout = Duration::from_secs(10);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let node = Node::start(lc, move |lnet: Lnet| async move {
-        let p = Rc::new(Peer {
-            lnet: lnet.clone(),
-            server: ProcessId::lustre("127.0.0.1@tcp".parse().unwrap()),
-            xids: Rc::new(XidGen::new(0, 1, 1_000_000)),
-            uuid: "badinput-0000-0000-0000-0000000000b5".into(),
-        });
-        let _ = tx.send(ost_scenario(&p, fx).await);
-    })
-    .unwrap();
-    let r = rx.recv_timeout(Duration::from_secs(180));
-    node.stop();
-    let _ = node.join();
-    r.expect("the raw peer finished (it panicked or hung otherwise)")
-}
-
 #[test]
 fn bad_brw_requests_get_lustres_errno_and_store_nothing() {
     use proto::mdt::open as of;
@@ -1125,23 +1112,11 @@ fn bad_brw_requests_get_lustres_errno_and_store_nothing() {
     c.umount().unwrap();
     let fx = OstFixture { ost: a.ost, untouched: a.fid, lockless: b.fid };
 
-    let cases = run_ost_peer(srv.port, fx);
-    let mut bad = Vec::new();
-    for k in &cases {
-        let ok = k.want.matches(k.got);
-        eprintln!(
-            "{} {:<60} want {:?}, got {:?}  [{}]",
-            if ok { "ok " } else { "BAD" },
-            k.name,
-            k.want,
-            k.got,
-            k.lustre
-        );
-        if !ok {
-            bad.push(k.name.clone());
-        }
-    }
-    assert!(bad.is_empty(), "{} case(s) got the wrong answer: {bad:?}", bad.len());
+    let cases =
+        run_scenario(srv.port, "badinput-0000-0000-0000-0000000000b5", move |p| async move {
+            ost_scenario(&p, fx).await
+        });
+    check_cases(&cases);
 
     // Nothing was stored by the refused requests; the lockless write was, byte for byte; a
     // normal client still reads and writes.

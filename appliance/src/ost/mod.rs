@@ -443,10 +443,9 @@ pub fn on_connect(sh: &Shard, index: u32, cookie: u64, new_conn: bool, d: &mut O
     d.ocd_grant = u32::try_from(got).unwrap_or(u32::MAX).into();
 }
 
-/// Reads the free space of every shard's region of OST `index` and gives this shard its
-/// share to promise as grant (see [`grant`]).
-pub async fn refresh_grant_space(sh: &Rc<Shard>, index: u32) -> Result<(), i32> {
-    let mut min_free = u64::MAX;
+/// The usage of every shard's region of OST `index`, in shard order.
+async fn shard_statfs(sh: &Rc<Shard>, index: u32) -> Result<Vec<osd_nvme::StatFs>, i32> {
+    let mut out = Vec::with_capacity(sh.n);
     for s in 0..sh.n {
         let st = sh
             .mesh
@@ -455,6 +454,16 @@ pub async fn refresh_grant_space(sh: &Rc<Shard>, index: u32) -> Result<(), i32> 
             })
             .await
             .map_err(|_| -errno::ESHUTDOWN)??;
+        out.push(st);
+    }
+    Ok(out)
+}
+
+/// Reads the free space of every shard's region of OST `index` and gives this shard its
+/// share to promise as grant (see [`grant`]).
+pub async fn refresh_grant_space(sh: &Rc<Shard>, index: u32) -> Result<(), i32> {
+    let mut min_free = u64::MAX;
+    for st in shard_statfs(sh, index).await? {
         min_free = min_free.min(st.bavail.saturating_mul(u64::from(st.bsize.max(1))));
     }
     let now = sh.now_ms();
@@ -481,14 +490,7 @@ pub async fn grant_refresher(sh: Rc<Shard>) {
 /// The OST's usage: every shard's OSD summed.
 pub async fn ost_statfs(sh: &Rc<Shard>, index: u32) -> Result<ObdStatfs, i32> {
     let mut tot = osd_nvme::StatFs::default();
-    for s in 0..sh.n {
-        let st = sh
-            .mesh
-            .call(sh, s, move |x: Rc<Shard>| async move {
-                ost_part(&x, index)?.osd.statfs().await.map_err(|e| errno_of(&e))
-            })
-            .await
-            .map_err(|_| -errno::ESHUTDOWN)??;
+    for st in shard_statfs(sh, index).await? {
         tot.blocks += st.blocks;
         tot.bfree += st.bfree;
         tot.bavail += st.bavail;
