@@ -403,8 +403,10 @@ pub async fn truncate_objects(sh: &Rc<Shard>, index: u32, layout: &[u8], size: u
         let r = if local_ost(sh, ost) {
             crate::ost::punch_object(sh, ost, fid, osize).await
         } else {
+            // The OST locks the cut range itself (OBD_FL_SRVLOCK), so caching clients let go.
             let mut oa = object_obdo(fid);
-            oa.o_valid = (md::FLID | md::FLGROUP | md::FLSIZE | md::FLBLOCKS).into();
+            oa.o_valid = (md::FLID | md::FLGROUP | md::FLSIZE | md::FLBLOCKS | md::FLFLAGS).into();
+            oa.o_flags = proto::ost::obd_fl::SRVLOCK.into();
             oa.o_size = osize.into();
             oa.o_blocks = u64::MAX.into();
             remote(sh, index, ost, Opcode::OstPunch, oa, portal::OST_REQUEST).await.map(|_| ())

@@ -214,6 +214,26 @@ fn a_cached_file_shows_another_clients_overwrite() {
 }
 
 #[test]
+fn a_truncating_open_elsewhere_drops_a_cached_copy() {
+    let dir = TempDir::new("data-trunc");
+    let srv = Server::all_in_one(dir.path(), free_port());
+    let a = srv.mount();
+    let b = srv.mount();
+    let fa = create(&a, "/t", 1 << 20, 2);
+    a.write(&fa, 0, pattern(4, 0, 3 << 20)).unwrap();
+    a.fsync(&fa).unwrap();
+    assert_eq!(a.read(&fa, 0, 3 << 20).unwrap().len(), 3 << 20); // cached in A
+    // B truncates through the MDT (open with O_TRUNC): the OSTs lock the objects first, so
+    // A's cached pages go.
+    let fb = b.open("/t", RW | of::TRUNC, 0, Vec::new(), ROOT).unwrap();
+    b.write(&fb, 0, b"new".to_vec()).unwrap();
+    b.close(fb).unwrap();
+    assert_eq!(a.size(&fa).unwrap(), 3);
+    assert_eq!(a.read(&fa, 0, 1 << 20).unwrap(), b"new");
+    a.close(fa).unwrap();
+}
+
+#[test]
 fn a_checksum_error_on_the_wire_is_resent_not_stored() {
     let dir = TempDir::new("data-cksum");
     let srv = Server::all_in_one(dir.path(), free_port());

@@ -212,7 +212,17 @@ impl Fs {
         } else {
             Some(Layout::from_lov(&LovMd::decode(&lay, LovForm::Stored)?)?)
         };
-        Ok(OpenFile { fid, layout, handle: body.mbo_open_handle.get(), flags })
+        let f = OpenFile { fid, layout, handle: body.mbo_open_handle.get(), flags };
+        // O_TRUNC is the client's work, as in Lustre (the VFS truncates after the open):
+        // under PW locks on the objects, so other clients' cached copies go.
+        if flags & of::TRUNC != 0
+            && f.layout.is_some()
+            && let Err(e) = self.truncate_file(&f, 0, c).await
+        {
+            let _ = self.close(f.fid, f.handle, None).await;
+            return Err(e.ctx(format!("{path}: truncating")));
+        }
+        Ok(f)
     }
 
     /// Closes an open file: writes back its dirty pages, then MDS_CLOSE with its size.

@@ -410,10 +410,18 @@ pub async fn destroy_object(sh: &Rc<Shard>, ost: u32, fid: LuFid) -> Result<(), 
     .await
 }
 
-/// Truncates one OST object to `size` (OST_PUNCH to the end, or the in-process path).
+/// Truncates one OST object to `size` for the MDT (setattr of the size, open with O_TRUNC),
+/// under a server PW lock from `size` to the end, as an `OBD_FL_SRVLOCK` punch takes it:
+/// clients caching that range flush and drop it first (a truncate to 0 lets them discard
+/// their dirty pages), so no one keeps reading or writing back what was cut.
 pub async fn punch_object(sh: &Rc<Shard>, ost: u32, fid: LuFid, size: u64) -> Result<(), i32> {
     on_object(sh, ost, fid, move |x, ost, fid| async move {
-        punch(&ost_part(&x, ost)?.osd, fid, size).await
+        let flags = if size == 0 { proto::ldlm::flags::AST_DISCARD_DATA } else { 0 };
+        let lock =
+            dlm::srv_lock(&x, ost, fid, proto::ldlm::mode::PW, (size, dlm::EOF), flags).await?;
+        let r = punch(&ost_part(&x, ost)?.osd, fid, size).await;
+        dlm::srv_unlock(&x, lock);
+        r
     })
     .await
 }
