@@ -576,7 +576,13 @@ impl Fs {
             }
         }
         let rec = proto::mdt::MdtRecSetattr { sa_size: size.into(), ..Default::default() };
-        self.setattr_fid(f.fid, proto::mdt::attr::SIZE, &rec, c).await?;
+        // Through a descriptor opened for writing (ftruncate) the open already checked the
+        // permission: the MDT must not check it again (a file created without write bits).
+        let mut valid = proto::mdt::attr::SIZE;
+        if f.handle != 0 && f.flags & of::FMODE_WRITE != 0 {
+            valid |= proto::mdt::attr::FROM_OPEN;
+        }
+        self.setattr_fid(f.fid, valid, &rec, c).await?;
         Ok(())
     }
 }

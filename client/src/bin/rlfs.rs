@@ -49,6 +49,29 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Mounts the file system on a directory through FUSE (as root): `mount MGSNID:/FSNAME DIR`.
+    /// Returns once the mount is up; a background process serves it until `rlfs umount`.
+    Mount {
+        /// `MGSNID:/FSNAME`, e.g. 127.0.0.1@tcp:/rustre.
+        source: String,
+        /// The mount point.
+        dir: std::path::PathBuf,
+        /// Options: allow_other, default_permissions, ro, timeout=SECS (RPC resend),
+        /// op_timeout=SECS (an operation fails with ETIMEDOUT after it), noatime, ...
+        #[arg(short, default_value = "")]
+        o: String,
+        /// Serves in the foreground instead of returning once mounted.
+        #[arg(short, long)]
+        foreground: bool,
+        /// Where the background process logs (default: /tmp/rlfs-mount-PID.log).
+        #[arg(long)]
+        log: Option<std::path::PathBuf>,
+    },
+    /// Unmounts a FUSE mount (lazily when it is busy).
+    Umount {
+        /// The mount point.
+        dir: std::path::PathBuf,
+    },
     /// Space (or inode) usage of every MDT and OST, and the file system summary.
     #[command(disable_help_flag = true)]
     Df {
@@ -179,6 +202,92 @@ enum Cmd {
     },
 }
 
+/// `MGSNID:/FSNAME` split into the MGS NID and the file system name.
+fn parse_source(s: &str) -> Option<(Nid, String)> {
+    let (nid, fsname) = s.split_once(":/")?;
+    let nid = nid.parse().ok()?;
+    (!fsname.is_empty() && !fsname.contains('/')).then(|| (nid, fsname.to_string()))
+}
+
+/// Whether `dir` is a mount point of this namespace (a line of /proc/self/mountinfo).
+fn is_mounted(dir: &std::path::Path) -> bool {
+    let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let d = dir.display().to_string();
+    // Mount points are the fifth field; a FUSE mount's type follows the " - " separator.
+    m.lines().any(|l| {
+        l.split(' ').nth(4) == Some(d.as_str())
+            && l.split(" - ").nth(1).is_some_and(|t| t.starts_with("fuse"))
+    })
+}
+
+/// `rlfs mount` without `-f`: runs itself with `-f` in its own process group, logging to a
+/// file, and returns when the mount is up (or the server fails).
+fn mount_background(
+    source: &str,
+    dir: &std::path::Path,
+    log: Option<&std::path::Path>,
+) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    if parse_source(source).is_none() {
+        eprintln!("rlfs: mount source must be MGSNID:/FSNAME, not '{source}'");
+        return ExitCode::from(2);
+    }
+    let dir = match std::fs::canonicalize(dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("rlfs: {}: {e}", dir.display());
+            return ExitCode::from(1);
+        }
+    };
+    let log = log.map_or_else(
+        || std::path::PathBuf::from(format!("/tmp/rlfs-mount-{}.log", std::process::id())),
+        std::path::Path::to_path_buf,
+    );
+    let logf = match std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("rlfs: log {}: {e}", log.display());
+            return ExitCode::from(1);
+        }
+    };
+    let Ok(me) = std::env::current_exe() else {
+        eprintln!("rlfs: cannot find my own executable");
+        return ExitCode::from(1);
+    };
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    args.push("--foreground".into());
+    let child = std::process::Command::new(me)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(logf)
+        .process_group(0)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rlfs: starting the mount process: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let t = std::time::Instant::now();
+    loop {
+        if is_mounted(&dir) {
+            return ExitCode::SUCCESS;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            eprintln!("rlfs: mount failed ({st}):\n{}", text.trim_end());
+            return ExitCode::from(1);
+        }
+        if t.elapsed() > Duration::from_secs(300) {
+            eprintln!("rlfs: mount did not come up in 300 s; see {}", log.display());
+            return ExitCode::from(1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ptlrpc::logger::init(match cli.verbose {
@@ -194,7 +303,30 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut cfg = ClientConfig::new(mgs, &cli.fsname);
+    let mut mgs = mgs;
+    let mut fsname = cli.fsname.clone();
+    if let Cmd::Umount { dir } = &cli.cmd {
+        return match client::fuse::unmount(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rlfs: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Cmd::Mount { source, foreground: false, dir, log, .. } = &cli.cmd {
+        return mount_background(source, dir, log.as_deref());
+    }
+    if let Cmd::Mount { source, .. } = &cli.cmd {
+        match parse_source(source) {
+            Some((m, f)) => (mgs, fsname) = (m, f),
+            None => {
+                eprintln!("rlfs: mount source must be MGSNID:/FSNAME, not '{source}'");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut cfg = ClientConfig::new(mgs, &fsname);
     cfg.port = cli.port;
     cfg.timeout = Duration::from_secs(cli.timeout.max(1));
     cfg.jobid = "rlfs".into();
@@ -207,6 +339,16 @@ fn main() -> ExitCode {
             }
         }
     }
+    let mut mount_opts = None;
+    if let Cmd::Mount { o, .. } = &cli.cmd {
+        match client::fuse::MountOptions::parse(o, &mut cfg) {
+            Ok(m) => mount_opts = Some(m),
+            Err(e) => {
+                eprintln!("rlfs: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let c = match Client::mount(cfg) {
         Ok(c) => c,
         Err(e) => {
@@ -214,6 +356,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let (Cmd::Mount { source, dir, .. }, Some(opts)) = (&cli.cmd, &mount_opts) {
+        return match client::fuse::serve(c, dir, source, opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rlfs: mount {source} on {}: {e}", dir.display());
+                ExitCode::from(1)
+            }
+        };
+    }
     let mnt = format!("{}:/{}", cli.mgs, cli.fsname);
     let rc = run(&c, &mnt, cli.cmd);
     let _ = c.umount();
@@ -308,6 +459,8 @@ fn run(c: &Client, mnt: &str, cmd: Cmd) -> ExitCode {
                 report("path2fid", r, &mut failed);
             }
         }
+        // Handled before the client mounts.
+        Cmd::Mount { .. } | Cmd::Umount { .. } => {}
     }
     if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
