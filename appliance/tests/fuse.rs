@@ -256,6 +256,23 @@ fn server_gone_operations_fail_and_umount_works() {
         "stat with the server gone: {e} (want EIO or ETIMEDOUT)"
     );
     assert!(t.elapsed() < Duration::from_secs(60), "took {:?}", t.elapsed());
+    // When the server is back, the mount works again (the client reconnects and recovers).
+    srv.restart();
+    let t = Instant::now();
+    loop {
+        match std::fs::read(m.path("x")) {
+            Ok(d) => {
+                assert_eq!(d, b"x");
+                break;
+            }
+            Err(e) => {
+                assert!(t.elapsed() < Duration::from_secs(90), "no resume: {e}\n{}", m.log_text());
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    std::fs::write(m.path("y"), b"after").unwrap();
+    assert_eq!(std::fs::read(m.path("y")).unwrap(), b"after");
     let st = Command::new(rlfs_bin()).arg("umount").arg(&m.dir).status().unwrap();
     assert!(st.success());
     drop(m);
@@ -324,6 +341,18 @@ fn posix_surface_through_the_mount() {
     f.write_all(&data).unwrap();
     drop(f);
     assert_eq!(std::fs::read(m.path("big")).unwrap(), data);
+    // A directory larger than one getdents buffer lists every name once.
+    std::fs::create_dir(m.path("many")).unwrap();
+    for i in 0..600 {
+        std::fs::File::create(m.path(&format!("many/file-with-a-longish-name-{i:05}"))).unwrap();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(m.path("many"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 600);
     drop(m);
     drop(srv);
 }

@@ -284,7 +284,14 @@ impl RustreFuse {
         let t = self.op_timeout;
         // When the client is gone the closure is dropped with its reply, which answers EIO.
         let _ = self.jobs.spawn(move |fs| async move {
-            let r = futures_lite::future::or(f(fs, shared), async move {
+            // The work runs as a task of its own that the deadline abandons but never
+            // cancels: the client's state machines (reconnects, lock enqueues) are not safe to
+            // drop half-way, and finish or time out on their own.
+            let work = glommio::spawn_local(f(fs, shared)).detach();
+            let work = async move {
+                work.await.unwrap_or_else(|| Err(Error::new(libc::EIO).ctx("operation lost")))
+            };
+            let r = futures_lite::future::or(work, async move {
                 glommio::timer::sleep(t).await;
                 Err(Error::new(libc::ETIMEDOUT).ctx("operation deadline"))
             })
