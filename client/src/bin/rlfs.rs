@@ -84,6 +84,8 @@ enum Cmd {
         /// Inodes instead of blocks.
         #[arg(short, long)]
         inodes: bool,
+        /// A path in a FUSE mount: reports that mount's file system.
+        path: Option<String>,
     },
     /// Creates directories.
     Mkdir {
@@ -209,6 +211,66 @@ fn parse_source(s: &str) -> Option<(Nid, String)> {
     (!fsname.is_empty() && !fsname.contains('/')).then(|| (nid, fsname.to_string()))
 }
 
+/// The Rustre FUSE mount (MGS, file system name, mount point) holding a host path, and the
+/// path inside that file system; None for paths outside every mount (paths inside the file
+/// system, as rlfs takes them).
+fn in_mount(p: &str) -> Option<(Nid, String, String)> {
+    use std::path::{Path, PathBuf};
+    let path = Path::new(p);
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    // A new name (setstripe creates the file) resolves through its parent.
+    let real = std::fs::canonicalize(&abs).ok().or_else(|| {
+        let parent = std::fs::canonicalize(abs.parent()?).ok()?;
+        Some(parent.join(abs.file_name()?))
+    })?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut best: Option<(PathBuf, Nid, String)> = None;
+    for l in info.lines() {
+        let Some(mp) = l.split(' ').nth(4) else { continue };
+        let Some(tail) = l.split(" - ").nth(1) else { continue };
+        let mut t = tail.split(' ');
+        let (Some(ty), Some(src)) = (t.next(), t.next()) else { continue };
+        if !ty.starts_with("fuse") {
+            continue;
+        }
+        let Some((nid, fsname)) = parse_source(src) else { continue };
+        let mp = PathBuf::from(mp);
+        if real.starts_with(&mp)
+            && best.as_ref().is_none_or(|b| mp.as_os_str().len() > b.0.as_os_str().len())
+        {
+            best = Some((mp, nid, fsname));
+        }
+    }
+    let (mp, nid, fsname) = best?;
+    let inner = real.strip_prefix(&mp).ok()?;
+    Some((nid, fsname, format!("/{}", inner.display())))
+}
+
+/// Paths of `lfs`-style commands that lie in a FUSE mount become paths inside its file
+/// system, and the mount names the file system (`rlfs getstripe /mnt/rustre/f`).
+fn paths_in_mount(cmd: &mut Cmd) -> Option<(Nid, String)> {
+    let mut fs: Option<(Nid, String)> = None;
+    let mut fix = |p: &mut String| {
+        if let Some((n, f, inner)) = in_mount(p)
+            && fs.as_ref().is_none_or(|x| x.1 == f)
+        {
+            fs = Some((n, f));
+            *p = inner;
+        }
+    };
+    match cmd {
+        Cmd::Setstripe { path, .. } => fix(path),
+        Cmd::Getstripe { paths, .. } | Cmd::Path2fid { paths } => paths.iter_mut().for_each(fix),
+        Cmd::Df { path: Some(p), .. } => fix(p),
+        _ => {}
+    }
+    fs
+}
+
 /// Whether `dir` is a mount point of this namespace (a line of /proc/self/mountinfo).
 fn is_mounted(dir: &std::path::Path) -> bool {
     let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
@@ -326,6 +388,12 @@ fn main() -> ExitCode {
             }
         }
     }
+    let mut cli = cli;
+    let mut mnt = format!("{}:/{}", cli.mgs, cli.fsname);
+    if let Some((m, f)) = paths_in_mount(&mut cli.cmd) {
+        mnt = format!("{m}:/{f}");
+        (mgs, fsname) = (m, f);
+    }
     let mut cfg = ClientConfig::new(mgs, &fsname);
     cfg.port = cli.port;
     cfg.timeout = Duration::from_secs(cli.timeout.max(1));
@@ -365,7 +433,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    let mnt = format!("{}:/{}", cli.mgs, cli.fsname);
     let rc = run(&c, &mnt, cli.cmd);
     let _ = c.umount();
     rc
