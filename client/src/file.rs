@@ -420,8 +420,12 @@ impl Fs {
                 fs.ensure_extent_lock(s, mode::PW, start, end).await
             }));
         }
+        // The locks stay in use until the data is cached: a lock called back while a partial
+        // page is read in would otherwise be gone, its pages flushed, before this write lands.
+        let mut uses = Vec::with_capacity(tasks.len());
         for t in tasks {
-            t.await?;
+            let h = t.await?;
+            uses.push(self.locks.hold(h));
         }
         let mut sync_needed: Vec<Stripe> = Vec::new();
         let mut pos = 0usize;
@@ -435,6 +439,7 @@ impl Fs {
             }
             pos += n;
         }
+        drop(uses);
         let over = {
             let c = self.pages.borrow();
             c.dirty > c.max_dirty
@@ -594,9 +599,13 @@ impl Fs {
         let Some(l) = &f.layout else {
             return Err(Error::new(libc::ENODATA).ctx("file without objects"));
         };
-        // In stripe order, so two appenders queue instead of deadlocking.
+        // In stripe order, so two appenders queue instead of deadlocking. The locks stay in
+        // use until the write is cached under them: were one called back meanwhile (while a
+        // partial page is read in), another client could append at the size we write at.
+        let mut uses = Vec::with_capacity(l.stripes.len());
         for s in &l.stripes {
-            self.ensure_extent_lock(*s, mode::PW, 0, EOF).await?;
+            let h = self.ensure_extent_lock(*s, mode::PW, 0, EOF).await?;
+            uses.push(self.locks.hold(h));
         }
         let size = self.file_size(l).await?;
         self.write_file(f, size, data).await?;
@@ -617,7 +626,13 @@ impl Fs {
             }
         }
         let rec = proto::mdt::MdtRecSetattr { sa_size: size.into(), ..Default::default() };
-        self.setattr_fid(f.fid, proto::mdt::attr::SIZE, &rec, c).await?;
+        // Through a descriptor opened for writing (ftruncate) the open already checked the
+        // permission: the MDT must not check it again (a file created without write bits).
+        let mut valid = proto::mdt::attr::SIZE;
+        if f.handle != 0 && f.flags & of::FMODE_WRITE != 0 {
+            valid |= proto::mdt::attr::FROM_OPEN;
+        }
+        self.setattr_fid(f.fid, valid, &rec, c).await?;
         Ok(())
     }
 }

@@ -564,6 +564,14 @@ impl Fs {
 
     /// Gives a lock back: drops what it protects, then LDLM_CANCEL to its server.
     pub async fn cancel_lock(&self, handle: u64) -> Result<()> {
+        // An operation in the middle of using the lock finishes first (bounded by its own
+        // timeouts; the server evicts us if we hold on too long).
+        let t = Instant::now();
+        while self.locks.in_use(handle) && t.elapsed() < COMPLETION_TIMEOUT {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        // From here no new operation may start using it.
+        self.locks.mark_cancelling(handle);
         self.invalidate(handle);
         if let Some(l) = self.locks.get(handle)
             && let Tgt::Osc(ost) = l.target

@@ -71,6 +71,29 @@ pub struct ClientLdlm {
     /// Most locks kept before the least recently used are given back
     /// (`ldlm.namespaces.*.lru_size`).
     pub lru_size: Cell<usize>,
+    /// Locks an operation is using (Lustre's reader/writer references): a cancel waits until
+    /// they are let go, so what the operation learnt or cached under the lock is written back
+    /// before the lock goes.
+    users: RefCell<HashMap<u64, u32>>,
+}
+
+/// A use of a lock, let go on drop (however the operation ends).
+#[derive(Debug)]
+pub struct LockUse<'a> {
+    ldlm: &'a ClientLdlm,
+    handle: u64,
+}
+
+impl Drop for LockUse<'_> {
+    fn drop(&mut self) {
+        let mut u = self.ldlm.users.borrow_mut();
+        if let Some(n) = u.get_mut(&self.handle) {
+            *n -= 1;
+            if *n == 0 {
+                u.remove(&self.handle);
+            }
+        }
+    }
 }
 
 impl ClientLdlm {
@@ -82,7 +105,18 @@ impl ClientLdlm {
             pending: RefCell::new(HashMap::new()),
             next: Cell::new(seed),
             lru_size: Cell::new(10_000),
+            users: RefCell::new(HashMap::new()),
         }
+    }
+    /// Uses a lock until the returned guard drops.
+    pub fn hold(&self, handle: u64) -> LockUse<'_> {
+        *self.users.borrow_mut().entry(handle).or_insert(0) += 1;
+        LockUse { ldlm: self, handle }
+    }
+    /// Whether an operation is using the lock.
+    #[must_use]
+    pub fn in_use(&self, handle: u64) -> bool {
+        self.users.borrow().contains_key(&handle)
     }
     /// A new cookie for a lock about to be enqueued.
     pub fn new_handle(&self) -> u64 {

@@ -18,6 +18,7 @@
 pub mod error;
 pub mod file;
 pub mod fs;
+pub mod fuse;
 pub mod ldlm;
 pub mod lov;
 pub mod ns;
@@ -171,6 +172,13 @@ impl Client {
         rx.recv().map_err(|_| Error::new(libc::ESHUTDOWN))?
     }
 
+    /// A handle that starts work on the client's executor without waiting for it (the FUSE
+    /// mount answers the kernel from there); None once unmounting.
+    #[must_use]
+    pub fn submitter(&self) -> Option<Submitter> {
+        self.jobs.clone().map(Submitter)
+    }
+
     /// `mkdir`.
     pub fn mkdir(&self, path: &str, mode: u32, c: Cred) -> Result<LuFid> {
         let p = path.to_string();
@@ -315,6 +323,23 @@ impl Client {
         if let Some(n) = self.node.take() {
             let _ = n.join();
         }
+    }
+}
+
+/// Starts work on a client's executor from any thread, without waiting for it. Holding one
+/// keeps the executor alive: drop it before [`Client::umount`].
+#[derive(Debug, Clone)]
+pub struct Submitter(flume::Sender<Job>);
+
+impl Submitter {
+    /// Runs `f` on the executor; false when the client is gone (`f` is dropped unrun).
+    pub fn spawn<F, Fut>(&self, f: F) -> bool
+    where
+        F: FnOnce(Rc<Fs>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let job: Job = Box::new(move |fs| Box::pin(f(fs)));
+        self.0.send(job).is_ok()
     }
 }
 

@@ -372,8 +372,34 @@ impl Fs {
         lov: &[u8],
         c: Cred,
     ) -> Result<(LuFid, MdtBody, Vec<u8>)> {
+        self.open_intent(parent, Some(name), LuFid::ZERO, flags, perm, lov, c).await
+    }
+
+    /// Opens an object by its FID (MDS_OPEN_BY_FID, as a kernel client reopens an inode it
+    /// already knows); returns its body (with the open handle) and layout.
+    pub async fn open_by_fid(
+        self: &Rc<Self>,
+        fid: LuFid,
+        flags: u64,
+        c: Cred,
+    ) -> Result<(LuFid, MdtBody, Vec<u8>)> {
+        let flags = (flags & !(of::CREAT | of::EXCL)) | of::BY_FID;
+        self.open_intent(fid, None, fid, flags, 0, &[], c).await
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the fields of one intent request")]
+    async fn open_intent(
+        self: &Rc<Self>,
+        parent: LuFid,
+        name: Option<&[u8]>,
+        child: LuFid,
+        flags: u64,
+        perm: u32,
+        lov: &[u8],
+        c: Cred,
+    ) -> Result<(LuFid, MdtBody, Vec<u8>)> {
         let create = flags & of::CREAT != 0;
-        let fid = if create { self.new_fid().await? } else { LuFid::ZERO };
+        let fid = if create { self.new_fid().await? } else { child };
         let handle = self.locks.new_handle();
         let dlm = LdlmRequest {
             lock_flags: lf::HAS_INTENT,
@@ -393,7 +419,13 @@ impl Fs {
             .set("DLM_REQ", dlm.to_vec())?
             .wire("LDLM_INTENT", &LdlmIntent { opc: opc.into() })?
             .wire("REC_REINT", &rec)?
-            .set("NAME", cname(name)?)?
+            .set(
+                "NAME",
+                match name {
+                    Some(n) => cname(n)?,
+                    None => Vec::new(),
+                },
+            )?
             .set("EADATA", lov.to_vec())?;
         let mdc = self.mdc(0)?;
         let rep = self.call(&mdc, b, None, None).await?;

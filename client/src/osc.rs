@@ -231,6 +231,12 @@ impl Fs {
     #[must_use]
     pub fn matching_lock(&self, fid: LuFid, lock_mode: u32, start: u64, end: u64) -> Option<u64> {
         self.locks.on_resource(&fid.res_id()).into_iter().find_map(|l| {
+            // A lock being given back serves no new I/O (Lustre skips CBPENDING locks): what
+            // is cached under it after its write-back would be lost or stale. Operations
+            // already using it (its cancel waits for them) go on with it.
+            if l.cancelling && !self.locks.in_use(l.handle) {
+                return None;
+            }
             let strong = l.mode == mode::PW || l.mode == mode::EX || l.mode == lock_mode;
             match l.policy {
                 Policy::Extent(e) if strong && e.start.get() <= start && e.end.get() >= end => {

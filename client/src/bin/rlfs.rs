@@ -49,6 +49,29 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Mounts the file system on a directory through FUSE (as root): `mount MGSNID:/FSNAME DIR`.
+    /// Returns once the mount is up; a background process serves it until `rlfs umount`.
+    Mount {
+        /// `MGSNID:/FSNAME`, e.g. 127.0.0.1@tcp:/rustre.
+        source: String,
+        /// The mount point.
+        dir: std::path::PathBuf,
+        /// Options: allow_other, default_permissions, ro, timeout=SECS (RPC resend),
+        /// op_timeout=SECS (an operation fails with ETIMEDOUT after it), noatime, ...
+        #[arg(short, default_value = "")]
+        o: String,
+        /// Serves in the foreground instead of returning once mounted.
+        #[arg(short, long)]
+        foreground: bool,
+        /// Where the background process logs (default: /tmp/rlfs-mount-PID.log).
+        #[arg(long)]
+        log: Option<std::path::PathBuf>,
+    },
+    /// Unmounts a FUSE mount (lazily when it is busy).
+    Umount {
+        /// The mount point.
+        dir: std::path::PathBuf,
+    },
     /// Space (or inode) usage of every MDT and OST, and the file system summary.
     #[command(disable_help_flag = true)]
     Df {
@@ -61,6 +84,8 @@ enum Cmd {
         /// Inodes instead of blocks.
         #[arg(short, long)]
         inodes: bool,
+        /// A path in a FUSE mount: reports that mount's file system.
+        path: Option<String>,
     },
     /// Creates directories.
     Mkdir {
@@ -179,6 +204,152 @@ enum Cmd {
     },
 }
 
+/// `MGSNID:/FSNAME` split into the MGS NID and the file system name.
+fn parse_source(s: &str) -> Option<(Nid, String)> {
+    let (nid, fsname) = s.split_once(":/")?;
+    let nid = nid.parse().ok()?;
+    (!fsname.is_empty() && !fsname.contains('/')).then(|| (nid, fsname.to_string()))
+}
+
+/// The Rustre FUSE mount (MGS, file system name, mount point) holding a host path, and the
+/// path inside that file system; None for paths outside every mount (paths inside the file
+/// system, as rlfs takes them).
+fn in_mount(p: &str) -> Option<(Nid, String, String)> {
+    use std::path::{Path, PathBuf};
+    let path = Path::new(p);
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    // A new name (setstripe creates the file) resolves through its parent.
+    let real = std::fs::canonicalize(&abs).ok().or_else(|| {
+        let parent = std::fs::canonicalize(abs.parent()?).ok()?;
+        Some(parent.join(abs.file_name()?))
+    })?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut best: Option<(PathBuf, Nid, String)> = None;
+    for l in info.lines() {
+        let Some(mp) = l.split(' ').nth(4) else { continue };
+        let Some(tail) = l.split(" - ").nth(1) else { continue };
+        let mut t = tail.split(' ');
+        let (Some(ty), Some(src)) = (t.next(), t.next()) else { continue };
+        if !ty.starts_with("fuse") {
+            continue;
+        }
+        let Some((nid, fsname)) = parse_source(src) else { continue };
+        let mp = PathBuf::from(mp);
+        if real.starts_with(&mp)
+            && best.as_ref().is_none_or(|b| mp.as_os_str().len() > b.0.as_os_str().len())
+        {
+            best = Some((mp, nid, fsname));
+        }
+    }
+    let (mp, nid, fsname) = best?;
+    let inner = real.strip_prefix(&mp).ok()?;
+    Some((nid, fsname, format!("/{}", inner.display())))
+}
+
+/// Paths of `lfs`-style commands that lie in a FUSE mount become paths inside its file
+/// system, and the mount names the file system (`rlfs getstripe /mnt/rustre/f`).
+fn paths_in_mount(cmd: &mut Cmd) -> Option<(Nid, String)> {
+    let mut fs: Option<(Nid, String)> = None;
+    let mut fix = |p: &mut String| {
+        if let Some((n, f, inner)) = in_mount(p)
+            && fs.as_ref().is_none_or(|x| x.1 == f)
+        {
+            fs = Some((n, f));
+            *p = inner;
+        }
+    };
+    match cmd {
+        Cmd::Setstripe { path, .. } => fix(path),
+        Cmd::Getstripe { paths, .. } | Cmd::Path2fid { paths } => paths.iter_mut().for_each(fix),
+        Cmd::Df { path: Some(p), .. } => fix(p),
+        _ => {}
+    }
+    fs
+}
+
+/// Whether `dir` is a mount point of this namespace (a line of /proc/self/mountinfo).
+fn is_mounted(dir: &std::path::Path) -> bool {
+    let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let d = dir.display().to_string();
+    // Mount points are the fifth field; a FUSE mount's type follows the " - " separator.
+    m.lines().any(|l| {
+        l.split(' ').nth(4) == Some(d.as_str())
+            && l.split(" - ").nth(1).is_some_and(|t| t.starts_with("fuse"))
+    })
+}
+
+/// `rlfs mount` without `-f`: runs itself with `-f` in its own process group, logging to a
+/// file, and returns when the mount is up (or the server fails).
+fn mount_background(
+    source: &str,
+    dir: &std::path::Path,
+    log: Option<&std::path::Path>,
+) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    if parse_source(source).is_none() {
+        eprintln!("rlfs: mount source must be MGSNID:/FSNAME, not '{source}'");
+        return ExitCode::from(2);
+    }
+    let dir = match std::fs::canonicalize(dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("rlfs: {}: {e}", dir.display());
+            return ExitCode::from(1);
+        }
+    };
+    let log = log.map_or_else(
+        || std::path::PathBuf::from(format!("/tmp/rlfs-mount-{}.log", std::process::id())),
+        std::path::Path::to_path_buf,
+    );
+    let logf = match std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("rlfs: log {}: {e}", log.display());
+            return ExitCode::from(1);
+        }
+    };
+    let Ok(me) = std::env::current_exe() else {
+        eprintln!("rlfs: cannot find my own executable");
+        return ExitCode::from(1);
+    };
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    args.push("--foreground".into());
+    let child = std::process::Command::new(me)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(logf)
+        .process_group(0)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rlfs: starting the mount process: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let t = std::time::Instant::now();
+    loop {
+        if is_mounted(&dir) {
+            return ExitCode::SUCCESS;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            eprintln!("rlfs: mount failed ({st}):\n{}", text.trim_end());
+            return ExitCode::from(1);
+        }
+        if t.elapsed() > Duration::from_secs(300) {
+            eprintln!("rlfs: mount did not come up in 300 s; see {}", log.display());
+            return ExitCode::from(1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ptlrpc::logger::init(match cli.verbose {
@@ -194,7 +365,36 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut cfg = ClientConfig::new(mgs, &cli.fsname);
+    let mut mgs = mgs;
+    let mut fsname = cli.fsname.clone();
+    if let Cmd::Umount { dir } = &cli.cmd {
+        return match client::fuse::unmount(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rlfs: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Cmd::Mount { source, foreground: false, dir, log, .. } = &cli.cmd {
+        return mount_background(source, dir, log.as_deref());
+    }
+    if let Cmd::Mount { source, .. } = &cli.cmd {
+        match parse_source(source) {
+            Some((m, f)) => (mgs, fsname) = (m, f),
+            None => {
+                eprintln!("rlfs: mount source must be MGSNID:/FSNAME, not '{source}'");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut cli = cli;
+    let mut mnt = format!("{}:/{}", cli.mgs, cli.fsname);
+    if let Some((m, f)) = paths_in_mount(&mut cli.cmd) {
+        mnt = format!("{m}:/{f}");
+        (mgs, fsname) = (m, f);
+    }
+    let mut cfg = ClientConfig::new(mgs, &fsname);
     cfg.port = cli.port;
     cfg.timeout = Duration::from_secs(cli.timeout.max(1));
     cfg.jobid = "rlfs".into();
@@ -207,6 +407,16 @@ fn main() -> ExitCode {
             }
         }
     }
+    let mut mount_opts = None;
+    if let Cmd::Mount { o, .. } = &cli.cmd {
+        match client::fuse::MountOptions::parse(o, &mut cfg) {
+            Ok(m) => mount_opts = Some(m),
+            Err(e) => {
+                eprintln!("rlfs: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let c = match Client::mount(cfg) {
         Ok(c) => c,
         Err(e) => {
@@ -214,7 +424,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mnt = format!("{}:/{}", cli.mgs, cli.fsname);
+    if let (Cmd::Mount { source, dir, .. }, Some(opts)) = (&cli.cmd, &mount_opts) {
+        return match client::fuse::serve(c, dir, source, opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rlfs: mount {source} on {}: {e}", dir.display());
+                ExitCode::from(1)
+            }
+        };
+    }
     let rc = run(&c, &mnt, cli.cmd);
     let _ = c.umount();
     rc
@@ -308,6 +526,8 @@ fn run(c: &Client, mnt: &str, cmd: Cmd) -> ExitCode {
                 report("path2fid", r, &mut failed);
             }
         }
+        // Handled before the client mounts.
+        Cmd::Mount { .. } | Cmd::Umount { .. } => {}
     }
     if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }

@@ -1,0 +1,389 @@
+//! The FUSE mount end to end, as root: `rlfs mount` processes on real mount points of the
+//! embedded file system. Two mounts in two processes see each other's writes, renames and
+//! appends; pjdfstest (POSIX conformance) runs against a mount; with the server gone,
+//! operations fail instead of hanging and the mount still comes off.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test: a failure is a test failure")]
+
+mod common;
+
+use common::{Server, TempDir, free_port, rustre};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The rlfs binary beside rustre (built by the workspace; built here when missing).
+fn rlfs_bin() -> PathBuf {
+    let p = PathBuf::from(rustre()).with_file_name("rlfs");
+    if !p.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-q", "-p", "client", "--bin", "rlfs"])
+            .status()
+            .expect("cargo build rlfs");
+        assert!(st.success());
+    }
+    p
+}
+
+/// FUSE mounts need root here (/dev/fuse is root-only); CI runs as root.
+fn can_mount() -> bool {
+    if nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    assert!(std::env::var_os("RUSTRE_REQUIRE_FUSE").is_none(), "FUSE tests need root");
+    eprintln!("skipped: FUSE mounts need root and /dev/fuse");
+    false
+}
+
+/// A mount by its own `rlfs mount` process; unmounted (lazily if need be) on drop, so a
+/// failing test never leaves a mount behind.
+struct Mount {
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Mount {
+    fn new(port: u16, dir: &Path, opts: &str) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        let log = dir.with_extension("log");
+        let o = Command::new(rlfs_bin())
+            .args(["--port", &port.to_string(), "mount", "127.0.0.1@tcp:/rustre"])
+            .arg(dir)
+            .args(["-o", opts, "--log"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "rlfs mount failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Mount { dir: dir.to_path_buf(), log }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.join(p)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = Command::new(rlfs_bin())
+            .arg("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+#[test]
+fn two_mounts_in_two_processes_see_each_other() {
+    if !can_mount() {
+        return;
+    }
+    let dir = TempDir::new("fuse2");
+    let port = free_port();
+    let srv = Server::all_in_one(dir.path(), port);
+    let a = Mount::new(port, &dir.path().join("a"), "");
+    let b = Mount::new(port, &dir.path().join("b"), "");
+
+    // Write on one, read on the other; overwrite there, read back here.
+    std::fs::write(a.path("f"), b"written on A\n").unwrap();
+    assert_eq!(std::fs::read(b.path("f")).unwrap(), b"written on A\n");
+    std::fs::write(b.path("f"), b"then on B\n").unwrap();
+    assert_eq!(std::fs::read(a.path("f")).unwrap(), b"then on B\n");
+    assert_eq!(std::fs::metadata(a.path("f")).unwrap().len(), 10);
+
+    // Rename on one, stat on the other: the old name is gone, the new one is the same file.
+    let ino = std::fs::metadata(b.path("f")).unwrap().ino();
+    std::fs::create_dir(a.path("d")).unwrap();
+    std::fs::rename(a.path("f"), a.path("d/g")).unwrap();
+    let e = std::fs::metadata(b.path("f")).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(std::fs::metadata(b.path("d/g")).unwrap().ino(), ino);
+    let names: Vec<String> = std::fs::read_dir(b.path("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["g"]);
+
+    drop((a, b));
+    drop(srv);
+}
+
+#[test]
+#[ignore = "appends from two clients at once lose records (docs/posix.md, known gaps)"]
+fn appends_from_two_mounts_are_neither_lost_nor_torn() {
+    if !can_mount() {
+        return;
+    }
+    let dir = TempDir::new("fuseapp");
+    let port = free_port();
+    let srv = Server::all_in_one(dir.path(), port);
+    let a = Mount::new(port, &dir.path().join("a"), "");
+    let b = Mount::new(port, &dir.path().join("b"), "");
+    // Appends from both mounts at once: every record lands whole, none is lost.
+    const RECORDS: usize = 60;
+    const LEN: usize = 64;
+    std::fs::write(a.path("log"), b"").unwrap();
+    let writers: Vec<_> = [(a.path("log"), 'A'), (b.path("log"), 'B')]
+        .into_iter()
+        .map(|(p, tag)| {
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+                for i in 0..RECORDS {
+                    let mut rec = format!("{tag}:{i:04}:").into_bytes();
+                    rec.resize(LEN - 1, tag as u8);
+                    rec.push(b'\n');
+                    // One write(2) per record: O_APPEND makes each one atomic.
+                    assert_eq!(f.write(&rec).unwrap(), LEN);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut text = Vec::new();
+    std::fs::File::open(b.path("log")).unwrap().read_to_end(&mut text).unwrap();
+    assert_eq!(text.len(), 2 * RECORDS * LEN, "lost appends");
+    let mut seen = std::collections::HashSet::new();
+    for rec in text.chunks(LEN) {
+        let s = std::str::from_utf8(rec).unwrap();
+        let tag = s.chars().next().unwrap();
+        assert!(tag == 'A' || tag == 'B', "torn record {s:?}");
+        let want_tail: String = std::iter::repeat_n(tag, LEN - 8).collect();
+        assert_eq!(&s[7..LEN - 1], want_tail, "torn record {s:?}");
+        assert!(seen.insert(s[..6].to_string()), "record twice: {s:?}");
+    }
+    assert_eq!(seen.len(), 2 * RECORDS);
+    drop((a, b));
+    drop(srv);
+}
+
+/// pjdfstest's failures this mount is known to have (docs/posix.md says why and what would
+/// fix each).
+const KNOWN_FAILURES: &[&str] = &["utimensat::subsecond"];
+
+fn pjdfstest_bin() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/pjdfstest"));
+    let in_path = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("pjdfstest")).find(|p| p.exists()));
+    in_path.or(home.filter(|p| p.exists()))
+}
+
+#[test]
+fn pjdfstest_on_a_mount() {
+    if !can_mount() {
+        return;
+    }
+    let Some(pjd) = pjdfstest_bin() else {
+        assert!(
+            std::env::var_os("RUSTRE_REQUIRE_PJDFSTEST").is_none(),
+            "pjdfstest is not installed (cargo install pjdfstest)"
+        );
+        eprintln!("skipped: pjdfstest is not installed");
+        return;
+    };
+    let dir = TempDir::new("pjdfstest");
+    let port = free_port();
+    let srv = Server::all_in_one(dir.path(), port);
+    // A short mount point: the socket tests bind names under it, and a socket's path must
+    // fit sun_path (108 bytes).
+    let short = std::env::temp_dir().join(format!("pj{port}"));
+    let m = Mount::new(port, &short, "allow_other");
+    let work = m.path("p");
+    std::fs::create_dir(&work).unwrap();
+    // pjdfstest switches to these users (Debian has both); timestamps have one-second
+    // granularity on the wire, so its naps must be longer than a second.
+    let conf = dir.path().join("pjdfstest.toml");
+    std::fs::write(
+        &conf,
+        "[features]\nutime_now = {}\nutimensat = {}\nrename_ctime = {}\n\n\
+         [settings]\nnaptime = 1.1\nallow_remount = false\n\n\
+         [dummy_auth]\nentries = [[\"nobody\", \"nogroup\"], [\"daemon\", \"daemon\"]]\n",
+    )
+    .unwrap();
+    let t = Instant::now();
+    let o = Command::new(pjd).arg("-c").arg(&conf).arg("-p").arg(&work).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("Summary:"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no pjdfstest summary:\n{out}\n{}\n{}",
+                String::from_utf8_lossy(&o.stderr),
+                m.log_text()
+            )
+        })
+        .to_string();
+    let failed: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_end().ends_with("FAILED"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let report = format!(
+        "pjdfstest on a FUSE mount ({} s): {summary}\nfailed: {failed:?}\n",
+        t.elapsed().as_secs()
+    );
+    eprint!("{report}");
+    let record = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pjdfstest-summary.txt");
+    std::fs::write(&record, &report).unwrap();
+    let unexpected: Vec<&&str> = failed.iter().filter(|f| !KNOWN_FAILURES.contains(f)).collect();
+    assert!(
+        unexpected.is_empty(),
+        "pjdfstest failures not in docs/posix.md: {unexpected:?}\n{out}"
+    );
+    drop(m);
+    let _ = std::fs::remove_dir(&short);
+    drop(srv);
+}
+
+#[test]
+fn server_gone_operations_fail_and_umount_works() {
+    if !can_mount() {
+        return;
+    }
+    let dir = TempDir::new("fusegone");
+    let port = free_port();
+    let mut srv = Server::all_in_one(dir.path(), port);
+    let m = Mount::new(port, &dir.path().join("mnt"), "op_timeout=4,timeout=2");
+    std::fs::write(m.path("x"), b"x").unwrap();
+    srv.kill();
+    let t = Instant::now();
+    let p = m.path("never-seen");
+    let e = std::thread::spawn(move || std::fs::metadata(p)).join().unwrap().unwrap_err();
+    let errno = e.raw_os_error().unwrap_or(0);
+    assert!(
+        errno == libc::EIO || errno == libc::ETIMEDOUT,
+        "stat with the server gone: {e} (want EIO or ETIMEDOUT)"
+    );
+    assert!(t.elapsed() < Duration::from_secs(60), "took {:?}", t.elapsed());
+    // When the server is back, the mount works again (the client reconnects and recovers).
+    srv.restart();
+    let t = Instant::now();
+    loop {
+        match std::fs::read(m.path("x")) {
+            Ok(d) => {
+                assert_eq!(d, b"x");
+                break;
+            }
+            Err(e) => {
+                assert!(t.elapsed() < Duration::from_secs(90), "no resume: {e}\n{}", m.log_text());
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    std::fs::write(m.path("y"), b"after").unwrap();
+    assert_eq!(std::fs::read(m.path("y")).unwrap(), b"after");
+    let st = Command::new(rlfs_bin()).arg("umount").arg(&m.dir).status().unwrap();
+    assert!(st.success());
+    drop(m);
+}
+
+#[test]
+fn posix_surface_through_the_mount() {
+    if !can_mount() {
+        return;
+    }
+    let dir = TempDir::new("fuseops");
+    let port = free_port();
+    let srv = Server::all_in_one(dir.path(), port);
+    let m = Mount::new(port, &dir.path().join("mnt"), "");
+    // xattrs, symlinks, hard links, modes, truncate, RENAME_NOREPLACE, statfs.
+    std::fs::write(m.path("f"), b"0123456789").unwrap();
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let fpath = c(&m.path("f"));
+    // SAFETY: valid NUL-terminated path and name, value buffer of the given length.
+    let rc =
+        unsafe { libc::setxattr(fpath.as_ptr(), c"user.k".as_ptr(), b"v1".as_ptr().cast(), 2, 0) };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+    let mut buf = [0u8; 16];
+    // SAFETY: as above, with a writable buffer of its length.
+    let n = unsafe {
+        libc::getxattr(fpath.as_ptr(), c"user.k".as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    };
+    assert_eq!(n, 2);
+    assert_eq!(&buf[..2], b"v1");
+    std::os::unix::fs::symlink("f", m.path("s")).unwrap();
+    assert_eq!(std::fs::read_link(m.path("s")).unwrap(), Path::new("f"));
+    std::fs::hard_link(m.path("f"), m.path("h")).unwrap();
+    assert_eq!(std::fs::metadata(m.path("f")).unwrap().nlink(), 2);
+    std::fs::set_permissions(m.path("f"), std::os::unix::fs::PermissionsExt::from_mode(0o640))
+        .unwrap();
+    assert_eq!(std::fs::metadata(m.path("h")).unwrap().mode() & 0o7777, 0o640);
+    let f = std::fs::OpenOptions::new().write(true).open(m.path("f")).unwrap();
+    f.set_len(4).unwrap();
+    drop(f);
+    assert_eq!(std::fs::read(m.path("h")).unwrap(), b"0123");
+    std::fs::write(m.path("g"), b"g").unwrap();
+    let (pf, pg) = (c(&m.path("f")), c(&m.path("g")));
+    // SAFETY: valid NUL-terminated paths; AT_FDCWD with absolute paths.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            pg.as_ptr(),
+            libc::AT_FDCWD,
+            pf.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    assert_eq!(rc, -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EEXIST));
+    let o = Command::new("df").arg(&m.dir).output().unwrap();
+    assert!(o.status.success(), "df: {}", String::from_utf8_lossy(&o.stderr));
+    // Reads and writes larger than a FUSE request, at odd offsets.
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .custom_flags(0)
+        .open(m.path("big"))
+        .unwrap();
+    f.write_all(&data).unwrap();
+    drop(f);
+    assert_eq!(std::fs::read(m.path("big")).unwrap(), data);
+    // lfs commands on paths inside the mount.
+    let rlfs = |args: &[&str]| {
+        let o = Command::new(rlfs_bin()).args(["--port", &port.to_string()]).args(args).output();
+        let o = o.unwrap();
+        assert!(o.status.success(), "rlfs {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let striped = m.path("striped");
+    rlfs(&["setstripe", "-c", "2", striped.to_str().unwrap()]);
+    std::fs::write(&striped, vec![7u8; 3 << 20]).unwrap();
+    let out = rlfs(&["getstripe", "-c", striped.to_str().unwrap()]);
+    assert_eq!(out.trim(), "2");
+    let fid = rlfs(&["path2fid", m.path("big").to_str().unwrap()]);
+    assert!(fid.starts_with("[0x"), "{fid}");
+    let out = rlfs(&["df", m.dir.to_str().unwrap()]);
+    assert!(out.contains("OST:1"), "{out}");
+    // A directory larger than one getdents buffer lists every name once.
+    std::fs::create_dir(m.path("many")).unwrap();
+    for i in 0..600 {
+        std::fs::File::create(m.path(&format!("many/file-with-a-longish-name-{i:05}"))).unwrap();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(m.path("many"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 600);
+    drop(m);
+    drop(srv);
+}
