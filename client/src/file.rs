@@ -34,6 +34,8 @@ pub struct PageCache {
     pages: HashMap<LuFid, BTreeMap<u64, Page>>,
     /// The dirty pages of each object, so write-back never walks clean ones.
     dirty_idx: HashMap<LuFid, BTreeSet<u64>>,
+    /// Write-backs in flight per object: their pages are clean here but not yet on the OST.
+    inflight: HashMap<LuFid, u32>,
     bytes: u64,
     dirty: u64,
     /// Most bytes cached (`max_cached_mb`).
@@ -47,6 +49,7 @@ impl Default for PageCache {
         PageCache {
             pages: HashMap::new(),
             dirty_idx: HashMap::new(),
+            inflight: HashMap::new(),
             bytes: 0,
             dirty: 0,
             max_bytes: 256 << 20,
@@ -416,16 +419,20 @@ impl Fs {
             let (start, end) = (page_floor(a.0), page_last(b.0 + b.1 - 1));
             let fs = self.clone();
             let s = l.stripes[i];
-            tasks.push(glommio::spawn_local(async move {
-                fs.ensure_extent_lock(s, mode::PW, start, end).await
-            }));
+            tasks.push((
+                s,
+                (start, end),
+                glommio::spawn_local(async move {
+                    fs.ensure_extent_lock(s, mode::PW, start, end).await
+                }),
+            ));
         }
         // The locks stay in use until the data is cached: a lock called back while a partial
         // page is read in would otherwise be gone, its pages flushed, before this write lands.
         let mut uses = Vec::with_capacity(tasks.len());
-        for t in tasks {
+        for (s, (start, end), t) in tasks {
             let h = t.await?;
-            uses.push(self.locks.hold(h));
+            uses.push(self.use_extent_lock(h, s, mode::PW, start, end).await?);
         }
         let mut sync_needed: Vec<Stripe> = Vec::new();
         let mut pos = 0usize;
@@ -452,6 +459,27 @@ impl Fs {
             }
         }
         Ok(())
+    }
+
+    /// Starts using lock `h` (just matched or granted for `[start, end]` of `s`): other tasks
+    /// ran since, and a blocking callback may have taken it or begun to; then a lock is
+    /// taken again. The check and the use happen without yielding, so a cancel either sees
+    /// the use and waits for it, or came first and the lock is not used.
+    async fn use_extent_lock(
+        self: &Rc<Self>,
+        h: u64,
+        s: Stripe,
+        lock_mode: u32,
+        start: u64,
+        end: u64,
+    ) -> Result<crate::ldlm::LockUse<'_>> {
+        let mut h = h;
+        loop {
+            if self.locks.get(h).is_some_and(|l| !l.cancelling) {
+                return Ok(self.locks.hold(h));
+            }
+            h = self.ensure_extent_lock(s, lock_mode, start, end).await?;
+        }
     }
 
     /// Puts `data` at object offset `off` into the cache; false when some page could not be
@@ -534,10 +562,26 @@ impl Fs {
             r.data.truncate(keep);
         }
         runs.retain(|r| !r.data.is_empty());
+        *self.pages.borrow_mut().inflight.entry(s.fid).or_insert(0) += 1;
         let r = self.brw_write(s, &runs).await;
+        let mut c = self.pages.borrow_mut();
+        if let Some(n) = c.inflight.get_mut(&s.fid) {
+            *n -= 1;
+            if *n == 0 {
+                c.inflight.remove(&s.fid);
+            }
+        }
         // The written pages stay cached clean, within the cache's bound.
-        self.pages.borrow_mut().shrink();
+        c.shrink();
         r
+    }
+
+    /// Waits until no write-back of the object is in flight (another task's flush took its
+    /// dirty pages and is still sending them).
+    async fn wait_writeback(&self, fid: LuFid) {
+        while self.pages.borrow().inflight.contains_key(&fid) {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     /// Writes back every dirty page.
@@ -569,6 +613,10 @@ impl Fs {
         for r in futures_util::future::join_all(flushes).await {
             r?;
         }
+        // And what other tasks were writing back of it.
+        for s in &l.stripes {
+            self.wait_writeback(s.fid).await;
+        }
         Ok(())
     }
 
@@ -582,6 +630,9 @@ impl Fs {
         if let Err(e) = self.flush_object(s, start, end).await {
             log::warn!("OST{ost:04x}: writing back {fid} before a lock cancel: {e}");
         }
+        // Pages another task is still writing back must reach the OST before the lock goes:
+        // the next holder's size comes from the OST.
+        self.wait_writeback(fid).await;
         self.pages.borrow_mut().take_range(fid, start, end);
     }
 
@@ -605,7 +656,7 @@ impl Fs {
         let mut uses = Vec::with_capacity(l.stripes.len());
         for s in &l.stripes {
             let h = self.ensure_extent_lock(*s, mode::PW, 0, EOF).await?;
-            uses.push(self.locks.hold(h));
+            uses.push(self.use_extent_lock(h, *s, mode::PW, 0, EOF).await?);
         }
         let size = self.file_size(l).await?;
         self.write_file(f, size, data).await?;

@@ -351,6 +351,7 @@ fn mount_background(
 }
 
 fn main() -> ExitCode {
+    client::tune_allocator();
     let cli = Cli::parse();
     ptlrpc::logger::init(match cli.verbose {
         0 => log::LevelFilter::Warn,
