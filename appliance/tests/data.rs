@@ -234,6 +234,48 @@ fn a_truncating_open_elsewhere_drops_a_cached_copy() {
 }
 
 #[test]
+fn concurrent_appends_from_two_clients_all_land() {
+    let dir = TempDir::new("data-app");
+    let srv = Server::all_in_one(dir.path(), free_port());
+    let a = srv.mount();
+    let b = srv.mount();
+    let f = create(&a, "/log", 1 << 20, 1);
+    a.close(f).unwrap();
+    const N: usize = 100;
+    let mut offs: Vec<u64> = std::thread::scope(|s| {
+        let hs: Vec<_> = [(&a, b'A'), (&b, b'B')]
+            .into_iter()
+            .map(|(c, tag)| {
+                s.spawn(move || {
+                    let f = c.open("/log", RW | of::APPEND, 0, Vec::new(), ROOT).unwrap();
+                    let mut offs = Vec::with_capacity(N);
+                    for i in 0..N {
+                        let mut rec = vec![tag; 64];
+                        rec[1] = u8::try_from(i).unwrap();
+                        offs.push(c.append(&f, rec).unwrap());
+                    }
+                    c.close(f).unwrap();
+                    offs
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    offs.sort_unstable();
+    let want: Vec<u64> = (0..2 * N as u64).map(|k| 64 * k).collect();
+    assert_eq!(offs, want, "every append got its own place");
+    let f = b.open("/log", of::FMODE_READ, 0, Vec::new(), ROOT).unwrap();
+    let data = b.read(&f, 0, 64 * 2 * N as u64 + 1).unwrap();
+    assert_eq!(data.len(), 64 * 2 * N);
+    let mut seen = std::collections::HashSet::new();
+    for rec in data.chunks(64) {
+        assert!(rec.iter().enumerate().all(|(i, &x)| i == 1 || x == rec[0]), "torn record");
+        assert!(seen.insert((rec[0], rec[1])), "record twice");
+    }
+    b.close(f).unwrap();
+}
+
+#[test]
 fn a_checksum_error_on_the_wire_is_resent_not_stored() {
     let dir = TempDir::new("data-cksum");
     let srv = Server::all_in_one(dir.path(), free_port());
