@@ -198,7 +198,7 @@ fn add_host(a: &mut Archive, root: &Path, rel: &str) -> Result<(), String> {
         // Follow relative links within the same directory.
         if t.is_relative() {
             let target = Path::new(rel).parent().unwrap_or(Path::new("")).join(&t);
-            add_host(a, root, &target.to_string_lossy())?;
+            add_host(a, root, &normalize(&target))?;
         }
     } else {
         use std::os::unix::fs::PermissionsExt;
@@ -268,7 +268,8 @@ pub fn build(s: &Settings) -> Result<Outputs, String> {
         let d = work.join(p);
         extract(&deb, &d)?;
         for rel in walk(&d)? {
-            let keep = rel.starts_with("usr/lib/x86_64-linux-gnu/lib")
+            let keep = (rel.starts_with("usr/lib/x86_64-linux-gnu/lib")
+                || rel.starts_with("lib/x86_64-linux-gnu/lib"))
                 && (rel.contains("libibverbs.so")
                     || rel.contains("libnl-")
                     || rel.contains("libefa.so")
@@ -395,6 +396,9 @@ pub fn build(s: &Settings) -> Result<Outputs, String> {
     let cfg_out = s.out.join("rustre.toml");
     io(&cfg_out, std::fs::write(&cfg_out, DEFAULT_CONFIG))?;
 
+    // The extracted packages are big and rebuilt every time; the .debs stay cached.
+    io(&work, std::fs::remove_dir_all(&work))?;
+
     let secs = t0.elapsed().as_secs_f64();
     let mib =
         |p: &Path| std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / f64::from(1u32 << 20));
@@ -431,6 +435,21 @@ pub fn set_pe_timestamp(pe: &mut [u8], epoch: u32) -> Result<(), String> {
     let total = u32::try_from(sum + pe.len() as u64).map_err(|_| "PE: too large")?;
     pe[csum..csum + 4].copy_from_slice(&total.to_le_bytes());
     Ok(())
+}
+
+/// `a/b/../c` -> `a/c`, lexically (for symlink targets inside a package tree).
+fn normalize(p: &Path) -> String {
+    let mut out: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -478,4 +497,33 @@ fn walk(root: &Path) -> Result<Vec<String>, String> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_targets_normalize() {
+        assert_eq!(
+            normalize(Path::new("usr/lib/x/libibverbs/../libefa.so.1")),
+            "usr/lib/x/libefa.so.1"
+        );
+        assert_eq!(module_name("kernel/drivers/nvme/host/nvme-core.ko.xz"), "nvme_core");
+    }
+
+    #[test]
+    fn pe_timestamp_and_checksum() {
+        let mut pe = vec![0u8; 512];
+        pe[0x3c] = 0x40;
+        pe[0x40..0x44].copy_from_slice(b"PE\0\0");
+        pe[300] = 0xab;
+        set_pe_timestamp(&mut pe, 0x1234_5678).unwrap();
+        assert_eq!(&pe[0x48..0x4c], &0x1234_5678u32.to_le_bytes());
+        let csum = u32::from_le_bytes(pe[0x40 + 88..0x40 + 92].try_into().unwrap());
+        // Sum of the 16-bit words without the checksum field, plus the length.
+        let words: u32 = [0x40_u32, 0x4550, 0x5678, 0x1234, 0xab].iter().sum();
+        assert_eq!(csum, words + 512);
+        assert!(set_pe_timestamp(&mut [0u8; 64], 1).is_err());
+    }
 }
