@@ -281,3 +281,21 @@ fn two_appliances_one_file_system() {
     shutdown(&mut b);
     shutdown(&mut a);
 }
+
+/// A fatal boot error (a configured target device that never appears) is printed on the
+/// console and the box reboots by itself (QEMU runs with -no-reboot, so it exits).
+#[test]
+#[ignore = "needs root, QEMU and the built image; ci/test runs it"]
+fn fatal_error_is_printed_and_reboots() {
+    let img = Image::built().unwrap();
+    let s = Scratch::new("fatal").unwrap();
+    let cfg = config("hwfs", "", &[("mgs", 0, "mem"), ("ost", 0, "dev:/dev/nvme0n1")]);
+    let initrd = initrd_with_config(&img, &s.dir, "initrd", &cfg).unwrap();
+    let boot_cfg =
+        Boot::Direct { vmlinux: img.vmlinux.clone(), initrd, cmdline: image::CMDLINE.into() };
+    let mut vm = Vm::start("fatal", &boot_cfg, &[], None, None).unwrap();
+    vm.wait_for("FATAL: ost 0: no device /dev/nvme0n1", BOOT).unwrap();
+    vm.wait_for("rebooting in", CMD).unwrap();
+    vm.wait_exit(CMD).unwrap();
+    assert!(vm.console().contains("reboot: Restarting system"), "no reboot");
+}
