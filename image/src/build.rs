@@ -133,7 +133,10 @@ fn download(cache: &Path, pkg: &str, version: Option<&str>) -> Result<PathBuf, S
     }
     let spec = version.map_or_else(|| pkg.to_string(), |v| format!("{pkg}={v}"));
     println!("image: apt-get download {spec}");
-    run(Command::new("apt-get").args(["download", "-q", &spec]).current_dir(cache))?;
+    run(Command::new("apt-get").args(["download", "-q", &spec]).current_dir(cache)).map_err(|e| {
+        // Debian keeps only the current kernel of a release in its archive.
+        format!("{e}\n(pin another version: RUSTRE_KERNEL_PACKAGE / RUSTRE_KERNEL_VERSION; see `apt-cache policy {pkg}`)")
+    })?;
     find().ok_or_else(|| format!("apt-get download {spec}: no .deb"))
 }
 
