@@ -294,9 +294,14 @@ pub fn build(s: &Settings) -> Result<Outputs, String> {
         Some(p) => p.clone(),
         None => build_rustre()?,
     };
-    // Line tables make backtraces, and a panic aborts: the image carries none.
+    // A panic aborts without a backtrace, so the image carries no line tables or symbols. The
+    // symbols' hashes and the build id depend on the checkout's path: without them two
+    // checkouts of the same commit give the same binary.
     let stripped = work.join("rustre");
-    run(Command::new("objcopy").arg("--strip-debug").arg(&rustre).arg(&stripped))?;
+    run(Command::new("objcopy")
+        .args(["--strip-all", "--remove-section=.note.gnu.build-id"])
+        .arg(&rustre)
+        .arg(&stripped))?;
     let data = io(&stripped, std::fs::read(&stripped))?;
     a.add("init", Entry::File { mode: 0o755, data });
     a.add("dev/console", Entry::CharDev(5, 1));
