@@ -11,6 +11,9 @@
 //! port = 988
 //! accept = "secure"          # or "all"
 //! mgs_nids = []              # empty: the MGS runs here
+//! interface = "eth0"         # configured when rustre is PID 1 (the appliance image)
+//! address = "192.168.1.10/24"
+//! gateway = "192.168.1.1"
 //!
 //! [[target]]
 //! kind = "mgs"
@@ -84,6 +87,31 @@ pub struct ApplianceConfig {
     /// acknowledged change survives a crash without clients replaying requests. Off, replies
     /// carry the transno and clients learn commits through `last_committed`.
     pub sync_journal: bool,
+    /// The interface the appliance configures when it runs as PID 1 (`[network] interface`,
+    /// `address`, `gateway`); elsewhere the host's network is used as it is.
+    pub iface: IfaceConfig,
+}
+
+/// An interface's static IPv4 configuration (the appliance image has no DHCP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfaceConfig {
+    /// Interface name (default `eth0`).
+    pub name: String,
+    /// Address and prefix length; `None` leaves the interface down.
+    pub address: Option<(std::net::Ipv4Addr, u8)>,
+    /// Default gateway.
+    pub gateway: Option<std::net::Ipv4Addr>,
+}
+
+/// Parses `10.0.0.2/24`.
+pub fn parse_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let (a, p) = s.split_once('/').ok_or_else(|| format!("address {s:?}: ADDR/PREFIX"))?;
+    let a = a.parse().map_err(|e| format!("address {s:?}: {e}"))?;
+    let p: u8 = p.parse().map_err(|e| format!("address {s:?}: {e}"))?;
+    if p > 32 {
+        return Err(format!("address {s:?}: prefix above 32"));
+    }
+    Ok((a, p))
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +138,9 @@ struct FileNetwork {
     port: Option<u16>,
     accept: Option<String>,
     mgs_nids: Option<Vec<String>>,
+    interface: Option<String>,
+    address: Option<String>,
+    gateway: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +206,7 @@ impl ApplianceConfig {
             ldlm_timeout: 100,
             evict_timeout: 150,
             sync_journal: true,
+            iface: IfaceConfig { name: "eth0".into(), address: None, gateway: None },
         }
     }
 
@@ -238,6 +270,14 @@ impl ApplianceConfig {
                 Some("all") => c.accept_secure = false,
                 Some(o) => return Err(format!("network.accept {o:?}: secure or all")),
             }
+            if let Some(i) = n.interface {
+                c.iface.name = i;
+            }
+            c.iface.address = n.address.as_deref().map(parse_cidr).transpose()?;
+            c.iface.gateway = n
+                .gateway
+                .map(|g| g.parse().map_err(|e| format!("network.gateway {g:?}: {e}")))
+                .transpose()?;
             if let Some(m) = n.mgs_nids {
                 c.mgs_nids = m
                     .iter()
@@ -333,6 +373,7 @@ mod tests {
             [network]
             nids = ["10.0.0.1@tcp"]
             accept = "all"
+            address = "10.0.0.1/24"
             [[target]]
             kind = "mgs"
             backend = "mem"
@@ -347,6 +388,9 @@ mod tests {
         assert_eq!(c.fsname, "lfs1");
         assert_eq!(c.stripe_size, 4 << 20);
         assert!(!c.accept_secure);
+        assert_eq!(c.iface.address, Some(([10, 0, 0, 1].into(), 24)));
+        assert_eq!(c.iface.name, "eth0");
+        assert!(parse_cidr("10.0.0.1/33").is_err());
         assert_eq!(
             c.targets[1],
             TargetConfig {

@@ -10,6 +10,7 @@ pub mod mgs;
 pub mod node;
 pub mod osp;
 pub mod ost;
+pub mod pid1;
 pub mod ratelog;
 pub mod shard;
 pub mod store;

@@ -243,8 +243,22 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// `/init` of the appliance image: boot duties, then serve with the REPL on the console.
+/// Returns only through a power off, a reboot, or a fatal error (which reboots).
+fn pid1_main() -> ExitCode {
+    use appliance::pid1;
+    let cfg = pid1::boot().unwrap_or_else(|e| pid1::fatal(&e));
+    match serve(cfg, true, true) {
+        Ok(()) => pid1::fatal("the node stopped but the power is still on"),
+        Err(e) => pid1::fatal(&e),
+    }
+}
+
 fn main() -> ExitCode {
     ptlrpc::logger::init(log::LevelFilter::Info);
+    if appliance::pid1::is_pid1() {
+        return pid1_main();
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
