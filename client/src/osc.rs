@@ -25,8 +25,6 @@ use std::time::Instant;
 
 /// Page size of the bulk fragments (Lustre's clients use the kernel page).
 pub const PAGE: u64 = 4096;
-/// Fragments per bulk MD (`LNET_MAX_IOV`).
-pub const FRAGS_PER_MD: usize = 256;
 /// Last byte of an object, for locks to EOF.
 pub const EOF: u64 = u64::MAX;
 
@@ -63,32 +61,16 @@ pub struct Run {
     pub from_grant: bool,
 }
 
-/// How the bulk of a BRW splits into MDs: page fragments of every niobuf, `FRAGS_PER_MD` a
-/// piece. Returns the byte length of each MD.
+/// How the bulk of a BRW splits into MDs: page fragments of every niobuf, `LNET_MAX_IOV`
+/// a piece. Returns the byte length of each MD.
 #[must_use]
 pub fn md_lengths(nbs: &[(u64, u64)]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut frags = 0usize;
-    let mut cur = 0usize;
-    for &(off, len) in nbs {
-        let mut pos = off;
-        let end = off + len;
-        while pos < end {
-            let n = (PAGE - pos % PAGE).min(end - pos);
-            if frags == FRAGS_PER_MD {
-                out.push(cur);
-                cur = 0;
-                frags = 0;
-            }
-            cur += usize::try_from(n).unwrap_or(0);
-            frags += 1;
-            pos += n;
-        }
-    }
-    if frags > 0 {
-        out.push(cur);
-    }
-    out
+    // The same cut the OST expects (proto::ost), so both sides agree by construction.
+    let frags = proto::ost::bulk_fragments(nbs.iter().copied()).map(|(_, l)| l);
+    proto::ost::bulk_md_lengths(frags)
+        .into_iter()
+        .map(|l| usize::try_from(l).unwrap_or(usize::MAX))
+        .collect()
 }
 
 /// BRW RPCs one object may have in flight (Lustre's `max_rpcs_in_flight` default).
