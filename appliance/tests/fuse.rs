@@ -9,7 +9,7 @@ mod common;
 
 use common::{Server, TempDir, free_port, rustre};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -388,4 +388,222 @@ fn posix_surface_through_the_mount() {
     assert_eq!(names.len(), 600);
     drop(m);
     drop(srv);
+}
+
+/// The kernel keeps names and directory attributes while the client's locks protect them, and
+/// drops them when the locks go: the other mount sees every change at once. `ls -l` (which
+/// the kernel serves with READDIRPLUS) reports what `stat` does.
+#[test]
+fn kernel_caches_follow_locks_and_listings_carry_attributes() {
+    if !can_mount() {
+        return;
+    }
+    let dir = TempDir::new("fusecache");
+    let port = free_port();
+    let srv = Server::all_in_one(dir.path(), port);
+    let a = Mount::new(port, &dir.path().join("a"), "");
+    let b = Mount::new(port, &dir.path().join("b"), "");
+    let mode = |p: PathBuf| std::fs::symlink_metadata(p).map(|m| m.mode() & 0o7777);
+    for round in 0..3 {
+        let d = format!("d{round}");
+        std::fs::create_dir_all(a.path(&format!("{d}/sub"))).unwrap();
+        // b looks (and caches), a changes, b sees the change.
+        assert_eq!(mode(b.path(&format!("{d}/sub"))).unwrap(), 0o755);
+        std::fs::set_permissions(a.path(&format!("{d}/sub")), PermissionsExt::from_mode(0o700))
+            .unwrap();
+        assert_eq!(mode(b.path(&format!("{d}/sub"))).unwrap(), 0o700);
+        std::fs::rename(a.path(&format!("{d}/sub")), a.path(&format!("{d}/moved"))).unwrap();
+        assert!(b.path(&format!("{d}/sub")).symlink_metadata().is_err(), "stale name in b");
+        assert_eq!(mode(b.path(&format!("{d}/moved"))).unwrap(), 0o700);
+        // A directory's link count follows subdirectories made elsewhere.
+        let nlink = |m: &Mount| std::fs::metadata(m.path(&d)).unwrap().nlink();
+        assert_eq!(nlink(&b), 3);
+        std::fs::create_dir(b.path(&format!("{d}/another"))).unwrap();
+        assert_eq!(nlink(&a), 4);
+        std::os::unix::fs::symlink("moved", b.path(&format!("{d}/link"))).unwrap();
+        assert_eq!(std::fs::read_link(a.path(&format!("{d}/link"))).unwrap(), Path::new("moved"));
+        std::fs::remove_file(a.path(&format!("{d}/link"))).unwrap();
+        assert!(b.path(&format!("{d}/link")).symlink_metadata().is_err());
+        std::fs::remove_dir(b.path(&format!("{d}/moved"))).unwrap();
+        assert!(a.path(&format!("{d}/moved")).symlink_metadata().is_err());
+    }
+    // A listing with attributes over more entries than one READDIRPLUS carries.
+    std::fs::create_dir(a.path("big")).unwrap();
+    for i in 0..150u32 {
+        let p = a.path(&format!("big/f{i:03}"));
+        std::fs::write(&p, vec![b'x'; i as usize * 7]).unwrap();
+        if i % 10 == 0 {
+            std::fs::create_dir(a.path(&format!("big/d{i:03}"))).unwrap();
+        }
+    }
+    let out = Command::new("ls").args(["-lani", "--time-style=+%s"]).arg(b.path("big")).output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "ls: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut seen = 0;
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let name = f[f.len() - 1];
+        if name == "." || name == ".." {
+            continue;
+        }
+        let md = std::fs::symlink_metadata(b.path(&format!("big/{name}"))).unwrap();
+        assert_eq!(f[0].parse::<u64>().unwrap(), md.ino(), "{line}");
+        assert_eq!(f[5].parse::<u64>().unwrap(), md.len(), "{line}");
+        assert_eq!(f[3].parse::<u32>().unwrap(), md.uid(), "{line}");
+        seen += 1;
+    }
+    assert_eq!(seen, 165, "{text}");
+    drop((a, b));
+    drop(srv);
+}
+
+/// mmap goes through the kernel's page cache, O_DIRECT straight to the client; the layout
+/// xattr reads, copies and lists as on a Lustre client.
+#[test]
+fn mmap_direct_io_and_the_layout_xattr() {
+    if !can_mount() {
+        return;
+    }
+    let dir = TempDir::new("fusemmap");
+    let port = free_port();
+    let srv = Server::all_in_one(dir.path(), port);
+    let m = Mount::new(port, &dir.path().join("mnt"), "");
+    // Shared writable mapping: stores reach the file, a read sees them.
+    let len = 3 * 65536 + 100;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.path("mapped"))
+        .unwrap();
+    f.set_len(len as u64).unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh shared mapping of `len` bytes of an open file, unmapped below and
+        // used only within its length.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+            let s = std::slice::from_raw_parts_mut(p.cast::<u8>(), len);
+            for (i, b) in s.iter_mut().enumerate() {
+                *b = (i % 253) as u8;
+            }
+            assert_eq!(libc::msync(p, len, libc::MS_SYNC), 0);
+            assert_eq!(libc::munmap(p, len), 0);
+        }
+    }
+    drop(f);
+    let want: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+    assert!(std::fs::read(m.path("mapped")).unwrap() == want, "mmap stores not in the file");
+    // O_DIRECT: aligned 1 MiB write, then aligned reads at an offset.
+    let layout = std::alloc::Layout::from_size_align(1 << 20, 4096).unwrap();
+    // SAFETY: a non-zero size with a valid alignment; freed below with the same layout.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!buf.is_null());
+    // SAFETY: `buf` is valid for `layout.size()` bytes until it is freed below.
+    let data = unsafe { std::slice::from_raw_parts_mut(buf, layout.size()) };
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = (i % 241) as u8;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(m.path("direct"))
+        .unwrap();
+    f.write_all(data).unwrap();
+    let expect: Vec<u8> = data[8192..8192 + 65536].to_vec();
+    data.fill(0);
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(8192)).unwrap();
+    f.read_exact(&mut data[..65536]).unwrap();
+    assert!(data[..65536] == expect[..], "O_DIRECT read back");
+    drop(f);
+    // SAFETY: allocated above with this layout, not used after.
+    unsafe { std::alloc::dealloc(buf, layout) };
+    assert_eq!(std::fs::metadata(m.path("direct")).unwrap().len(), 1 << 20);
+    // lustre.lov: a layout V1 with the stripe offset left to the MDT; listed; copied onto a
+    // file without objects; set in vain on one that has them; trusted.lma ignored.
+    let rlfs = |args: &[&str]| {
+        let o = Command::new(rlfs_bin()).args(["--port", &port.to_string()]).args(args).output();
+        let o = o.unwrap();
+        assert!(o.status.success(), "rlfs {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let striped = m.path("striped");
+    rlfs(&["setstripe", "-c", "2", "-S", "2M", striped.to_str().unwrap()]);
+    let lov = xattr_get(&striped, "lustre.lov").unwrap();
+    assert_eq!(&lov[..4], &0x0BD1_0BD0u32.to_le_bytes());
+    assert_eq!(u32::from_le_bytes(lov[24..28].try_into().unwrap()), 2 << 20);
+    assert_eq!(u16::from_le_bytes(lov[28..30].try_into().unwrap()), 2);
+    assert_eq!(u16::from_le_bytes(lov[30..32].try_into().unwrap()), 0xffff);
+    assert!(xattr_list(&striped).contains(&"lustre.lov".to_string()));
+    let copy = m.path("copy");
+    nix::sys::stat::mknod(
+        &copy,
+        nix::sys::stat::SFlag::S_IFREG,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+        0,
+    )
+    .unwrap();
+    xattr_set(&copy, "lustre.lov", &lov).unwrap();
+    assert_eq!(rlfs(&["getstripe", "-c", copy.to_str().unwrap()]).trim(), "2");
+    assert_eq!(rlfs(&["getstripe", "-S", copy.to_str().unwrap()]).trim(), "2097152");
+    xattr_set(&m.path("mapped"), "lustre.lov", &lov).unwrap();
+    assert_eq!(rlfs(&["getstripe", "-c", m.path("mapped").to_str().unwrap()]).trim(), "1");
+    xattr_set(&copy, "trusted.lma", b"whatever").unwrap();
+    // A directory without a default layout has none to show.
+    std::fs::create_dir(m.path("plain")).unwrap();
+    assert_eq!(xattr_get(&m.path("plain"), "lustre.lov").unwrap_err(), libc::ENODATA);
+    drop(m);
+    drop(srv);
+}
+
+fn cpath(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// getxattr(2): the value, or the errno.
+fn xattr_get(p: &Path, name: &str) -> Result<Vec<u8>, i32> {
+    let (cp, cn) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: NUL-terminated path and name, a writable buffer of the given length.
+    let n = unsafe { libc::getxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    buf.truncate(n.cast_unsigned());
+    Ok(buf)
+}
+
+/// setxattr(2).
+fn xattr_set(p: &Path, name: &str, v: &[u8]) -> Result<(), i32> {
+    let (cp, cn) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    // SAFETY: NUL-terminated path and name, a value buffer of the given length.
+    let rc = unsafe { libc::setxattr(cp.as_ptr(), cn.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) }
+}
+
+/// listxattr(2): the names.
+fn xattr_list(p: &Path) -> Vec<String> {
+    let cp = cpath(p);
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: a NUL-terminated path and a writable buffer of the given length.
+    let n = unsafe { libc::listxattr(cp.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(n >= 0, "listxattr: {}", std::io::Error::last_os_error());
+    buf.truncate(n.cast_unsigned());
+    buf.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
 }

@@ -104,6 +104,28 @@ pub(crate) struct Cache {
     pub(crate) dentries: HashMap<(LuFid, Vec<u8>), (LuFid, u64)>,
 }
 
+/// A name or attributes the client stopped caching because the lock protecting them went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dropped {
+    /// The attributes of a FID.
+    Attr(LuFid),
+    /// A name in a directory.
+    Entry(LuFid, Vec<u8>),
+}
+
+/// A hook told of dropped cache entries.
+type DropHook = Box<dyn Fn(Dropped)>;
+
+/// The hook told of dropped cache entries, once one is set.
+#[derive(Default)]
+pub(crate) struct CacheListener(RefCell<Option<DropHook>>);
+
+impl std::fmt::Debug for CacheListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.borrow().is_some() { "CacheListener(set)" } else { "CacheListener" })
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct FidAlloc {
     seq: u64,
@@ -138,6 +160,9 @@ pub struct Fs {
     /// Locks.
     pub locks: ClientLdlm,
     pub(crate) cache: RefCell<Cache>,
+    /// Told of every name and attribute the caches drop (a layer above with caches of its
+    /// own, the FUSE mount's kernel caches, drops them too).
+    pub(crate) cache_listener: CacheListener,
     pub(crate) fids: RefCell<FidAlloc>,
     config_lock: Cell<u64>,
     /// RPCs sent (for `rlfs` statistics and tests).
@@ -243,6 +268,7 @@ impl Fs {
             root: Cell::new(LuFid::ROOT),
             locks: ClientLdlm::new(rand_u64() & 0xffff_ffff_0000),
             cache: RefCell::new(Cache::default()),
+            cache_listener: CacheListener::default(),
             fids: RefCell::new(FidAlloc::default()),
             config_lock: Cell::new(0),
             rpcs: Cell::new(0),
@@ -545,10 +571,7 @@ impl Fs {
                     fs.object_sizes.borrow_mut().remove(&fid);
                 }
             }
-            let mut c = fs.cache.borrow_mut();
-            c.attrs.clear();
-            c.dentries.clear();
-            drop(c);
+            fs.invalidate_all();
             if t == Tgt::Mgc {
                 glommio::spawn_local(fs.clone().config_changed(fs.config_lock.get())).detach();
             }
@@ -557,9 +580,65 @@ impl Fs {
 
     /// Drops what one lock protected from the caches.
     pub fn invalidate(&self, handle: u64) {
+        let mut gone = Vec::new();
         let mut c = self.cache.borrow_mut();
-        c.attrs.retain(|_, (_, l)| *l != handle);
-        c.dentries.retain(|_, (_, l)| *l != handle);
+        c.attrs.retain(|f, (_, l)| {
+            let keep = *l != handle;
+            if !keep {
+                gone.push(Dropped::Attr(*f));
+            }
+            keep
+        });
+        c.dentries.retain(|(p, n), (_, l)| {
+            let keep = *l != handle;
+            if !keep {
+                gone.push(Dropped::Entry(*p, n.clone()));
+            }
+            keep
+        });
+        drop(c);
+        self.tell_dropped(gone);
+    }
+
+    /// Drops every cached name and attribute (eviction).
+    fn invalidate_all(&self) {
+        let mut c = self.cache.borrow_mut();
+        let mut gone: Vec<Dropped> = c.attrs.drain().map(|(f, _)| Dropped::Attr(f)).collect();
+        gone.extend(c.dentries.drain().map(|((p, n), _)| Dropped::Entry(p, n)));
+        drop(c);
+        self.tell_dropped(gone);
+    }
+
+    fn tell_dropped(&self, gone: Vec<Dropped>) {
+        if let Some(f) = self.cache_listener.0.borrow().as_ref() {
+            for d in gone {
+                f(d);
+            }
+        }
+    }
+
+    /// Sets the hook told of every name and attribute the caches drop when their lock goes
+    /// (called on the client's executor, synchronously with the drop: it must not block).
+    pub fn set_cache_listener(&self, f: impl Fn(Dropped) + 'static) {
+        *self.cache_listener.0.borrow_mut() = Some(Box::new(f));
+    }
+
+    /// Whether `name` in `parent` is cached under a lock now.
+    #[must_use]
+    pub fn entry_cached(&self, parent: LuFid, name: &[u8]) -> bool {
+        self.cache.borrow().dentries.contains_key(&(parent, name.to_vec()))
+    }
+
+    /// Whether the attributes of `fid` are cached under a lock now.
+    #[must_use]
+    pub fn attr_cached(&self, fid: LuFid) -> bool {
+        self.cache.borrow().attrs.contains_key(&fid)
+    }
+
+    /// The attributes of `fid` if a lock protects them now.
+    #[must_use]
+    pub fn cached_attr(&self, fid: LuFid) -> Option<MdtBody> {
+        self.cache.borrow().attrs.get(&fid).map(|(b, _)| *b)
     }
 
     /// Gives a lock back: drops what it protects, then LDLM_CANCEL to its server.

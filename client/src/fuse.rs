@@ -5,28 +5,32 @@
 //! kernel when the work is done, so one slow operation (a lock wait, a dead OST) never holds
 //! the others up. Every operation has a deadline after which it fails with ETIMEDOUT.
 //!
-//! Caching: the kernel is told to cache nothing (entry and attribute lifetimes of zero, direct
-//! I/O on every open), so every lookup, stat and read reaches the client, whose caches are
-//! the ones protected by LDLM locks and dropped on blocking ASTs. Two mounts therefore see
-//! each other's changes as two Lustre clients do.
+//! Caching follows the client's LDLM locks. Names, and the attributes of everything but
+//! regular files, that a lock protects are handed to the kernel with a lifetime; when the
+//! lock goes (blocking AST, LRU, eviction) the client drops them and the kernel is told to
+//! drop them too (`invalidator`). A regular file's size lives on its objects, so its
+//! attributes are asked for on every stat (glimpses, as a Lustre client does). File data is
+//! direct I/O to the client (`FOPEN_DIRECT_IO`), whose pages are kept under extent locks;
+//! shared mmap goes through the kernel's page cache. Two mounts therefore see each other's
+//! changes as two Lustre clients do.
 //!
 //! Inode numbers are Lustre's: `fid_flatten` of the FID (the root is FUSE's inode 1); a map
 //! turns them back into FIDs.
 
 use crate::error::{Error, Result};
 use crate::file::OpenFile;
-use crate::fs::{Cred, Fs};
+use crate::fs::{Cred, Dropped, Fs};
 use crate::lov::Layout;
 use crate::ns::{self, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::{Client, Submitter};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use proto::fid::LuFid;
-use proto::lov::{LovForm, LovMd};
+use proto::lov::{LOV_OFFSET_DEFAULT, LovForm, LovMd, magic as lov_magic};
 use proto::mdt::{MdtBody, MdtRecSetattr, attr as sa, open as of};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -41,8 +45,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// FUSE's inode number of the root.
 const ROOT_INO: u64 = 1;
 
-/// What the kernel may cache: nothing (the client's lock-protected caches are the caches).
+/// What the kernel may cache of what no lock protects: nothing.
 const TTL: Duration = Duration::ZERO;
+
+/// How long the kernel may keep a name, or the attributes of anything but a regular file,
+/// that a lock protects. The lock's cancellation invalidates them in the kernel at once
+/// (`Invalidator`); the lifetime only bounds the damage of an invalidation lost.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The attribute lifetime of `a` (of `fid`) as the client's caches stand now.
+fn attr_ttl(fs: &Fs, fid: LuFid, a: &FileAttr) -> Duration {
+    if a.kind != FileType::RegularFile && fs.attr_cached(fid) { CACHE_TTL } else { TTL }
+}
+
+/// Entries of one READDIRPLUS looked up (a 4 KiB reply holds about twenty).
+const READDIRPLUS_BATCH: usize = 32;
+
+/// Lookups of one READDIRPLUS in flight at once.
+const READDIRPLUS_LOOKUPS: usize = 8;
 
 /// The block size reported to `stat` (what Lustre reports for small files: one page).
 const BLKSIZE: u32 = 4096;
@@ -280,23 +300,53 @@ impl RustreFuse {
         Fut: Future<Output = Result<R>> + 'static,
         D: FnOnce(Result<R>) + Send + 'static,
     {
+        self.go_fs(f, move |r, _| done(r));
+    }
+
+    /// [`Self::go`] whose `done` also sees the client. `done` runs in the same step as the
+    /// work's last one, with nothing else run on the executor in between, so what it reads
+    /// of the caches is what the work left (a lock cancelled meanwhile has already dropped
+    /// its entries, and its kernel invalidations are queued after this reply).
+    fn go_fs<R, F, Fut, D>(&self, f: F, done: D)
+    where
+        R: 'static,
+        F: FnOnce(Rc<Fs>, Arc<Shared>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R>> + 'static,
+        D: FnOnce(Result<R>, &Fs) + Send + 'static,
+    {
         let shared = self.shared.clone();
         let t = self.op_timeout;
         // When the client is gone the closure is dropped with its reply, which answers EIO.
         let _ = self.jobs.spawn(move |fs| async move {
+            // Whichever comes first, the work or the deadline, answers.
+            let slot = Rc::new(std::cell::RefCell::new(Some(done)));
+            let answer = slot.clone();
+            let wfs = fs.clone();
             // The work runs as a task of its own that the deadline abandons but never
             // cancels: the client's state machines (reconnects, lock enqueues) are not safe to
-            // drop half-way, and finish or time out on their own.
-            let work = glommio::spawn_local(f(fs, shared)).detach();
-            let work = async move {
-                work.await.unwrap_or_else(|| Err(Error::new(libc::EIO).ctx("operation lost")))
-            };
-            let r = futures_lite::future::or(work, async move {
-                glommio::timer::sleep(t).await;
-                Err(Error::new(libc::ETIMEDOUT).ctx("operation deadline"))
+            // drop half-way, and finish or time out on their own. A task that dies drops the
+            // reply, which answers EIO.
+            let work = glommio::spawn_local(async move {
+                let r = f(wfs.clone(), shared).await;
+                let done = answer.borrow_mut().take();
+                if let Some(done) = done {
+                    done(r, &wfs);
+                }
             })
+            .detach();
+            futures_lite::future::or(
+                async move {
+                    let _ = work.await;
+                },
+                async move {
+                    glommio::timer::sleep(t).await;
+                    let done = slot.borrow_mut().take();
+                    if let Some(done) = done {
+                        done(Err(Error::new(libc::ETIMEDOUT).ctx("operation deadline")), &fs);
+                    }
+                },
+            )
             .await;
-            done(r);
         });
     }
 
@@ -355,6 +405,10 @@ impl fuser::Filesystem for RustreFuse {
         // Shared mmap of direct-I/O files (kernels from 6.6); older kernels refuse it.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         let _ = config.set_max_write(1 << 20);
+        // READDIRPLUS where the kernel finds it worth it (`ls -l`, not a bare listing).
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
         Ok(())
     }
 
@@ -365,19 +419,37 @@ impl fuser::Filesystem for RustreFuse {
             Ok(p) => p,
             Err(e) => return reply.error(errno(&e)),
         };
-        self.entry(c, move |fs: Rc<Fs>| async move { fs.lookup(p, &n, c).await }, reply);
+        self.go_fs(
+            move |fs, sh| async move {
+                let (fid, b) = fs.lookup(p, &n, c).await?;
+                let b = sized(&fs, fid, b, c).await?;
+                Ok((file_attr(sh.ino(fid), &b), fid, n))
+            },
+            move |r, fs| match r {
+                Ok((a, fid, n)) => {
+                    let entry_ttl = if fs.entry_cached(p, &n) { CACHE_TTL } else { Duration::ZERO };
+                    reply.entry_with_ttls(&attr_ttl(fs, fid, &a), &entry_ttl, &a, Generation(0));
+                }
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let c = cred(req);
-        self.go(
+        self.go_fs(
             move |fs, sh| async move {
                 let fid = sh.fid(ino)?;
-                let b = fs.getattr_sized(fid, c).await?;
-                Ok(file_attr(ino.0, &b))
+                // What a lock protects is answered from the cache (regular files' sizes
+                // come from their objects, so those always go out).
+                let b = match fs.cached_attr(fid) {
+                    Some(b) if b.mbo_mode.get() & S_IFMT != S_IFREG => b,
+                    _ => fs.getattr_sized(fid, c).await?,
+                };
+                Ok((file_attr(ino.0, &b), fid))
             },
-            move |r| match r {
-                Ok(a) => reply.attr(&TTL, &a),
+            move |r, fs| match r {
+                Ok((a, fid)) => reply.attr(&attr_ttl(fs, fid, &a), &a),
                 Err(e) => reply.error(errno(&e)),
             },
         );
@@ -502,12 +574,9 @@ impl fuser::Filesystem for RustreFuse {
         self.entry(
             c,
             move |fs: Rc<Fs>| async move {
-                if mode & S_IFMT == S_IFREG || mode & S_IFMT == 0 {
-                    // A regular file gets its objects as an open-create would give them.
-                    let (fid, _) = fs.create_at(p, &n, mode & 0o7777, &[], c).await?;
-                    let (b, _) = fs.getattr(fid, c).await?;
-                    return Ok((fid, b));
-                }
+                // A regular file is made without objects (Lustre's mcreate); its first open
+                // for writing, or a layout set on it, gives it some.
+                let mode = if mode & S_IFMT == 0 { mode | S_IFREG } else { mode };
                 fs.mknod_at(p, &n, (mode, u64::from(rdev)), &[], &[], c).await
             },
             reply,
@@ -823,7 +892,7 @@ impl fuser::Filesystem for RustreFuse {
                 for e in ents {
                     let eino = match e.name.as_str() {
                         "." => ino.0,
-                        ".." => ROOT_INO,
+                        ".." if e.fid.seq() == 0 => ROOT_INO,
                         _ => sh.ino(e.fid),
                     };
                     let k = if e.ftype == 0 { FileType::RegularFile } else { kind(e.ftype) };
@@ -858,6 +927,86 @@ impl fuser::Filesystem for RustreFuse {
         }
         drop(t);
         reply.ok();
+    }
+
+    /// The listing with each entry's attributes (what `ls -l` wants), looked up a batch at a
+    /// time, several at once; what the lookups' locks protect the kernel may keep.
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let c = cred(req);
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let batch: Vec<(u64, u64, FileType, Vec<u8>)> = {
+            let t = self.shared.lock();
+            let Some(list) = t.dirs.get(&fh.0) else { return reply.error(Errno::EBADF) };
+            list.iter()
+                .enumerate()
+                .skip(start)
+                .take(READDIRPLUS_BATCH)
+                .map(|(i, (eino, k, name))| (i as u64 + 1, *eino, *k, name.clone()))
+                .collect()
+        };
+        self.go_fs(
+            move |fs, sh| async move {
+                use futures_util::StreamExt;
+                let dir = sh.fid(ino)?;
+                let looked = futures_util::stream::iter(batch)
+                    .map(|(off, eino, k, name)| {
+                        let fs = fs.clone();
+                        let sh = sh.clone();
+                        async move {
+                            if name == b"." || name == b".." {
+                                // The kernel takes nothing from the dot entries but their names.
+                                let mut a = file_attr(eino, &MdtBody::default());
+                                a.kind = k;
+                                return Ok(Some((off, name, a, None)));
+                            }
+                            match fs.lookup(dir, &name, c).await {
+                                Ok((fid, b)) => {
+                                    let b = sized(&fs, fid, b, c).await?;
+                                    Ok(Some((off, name, file_attr(sh.ino(fid), &b), Some(fid))))
+                                }
+                                // Gone since the listing was taken: its offset stays unused.
+                                Err(e) if e.errno == libc::ENOENT => Ok(None),
+                                Err(e) => Err(e),
+                            }
+                        }
+                    })
+                    .buffered(READDIRPLUS_LOOKUPS)
+                    .collect::<Vec<Result<_>>>()
+                    .await;
+                Ok((dir, looked))
+            },
+            move |r, fs| {
+                let (dir, looked) = match r {
+                    Ok(x) => x,
+                    Err(e) => return reply.error(errno(&e)),
+                };
+                for (i, one) in looked.into_iter().enumerate() {
+                    let (off, name, a, fid) = match one {
+                        Ok(Some(x)) => x,
+                        Ok(None) => continue,
+                        // The first entry's failure is the call's; a later one ends the batch.
+                        Err(e) if i == 0 => return reply.error(errno(&e)),
+                        Err(_) => break,
+                    };
+                    // One lifetime for both: the name's only while the attributes' is too.
+                    let ttl = match fid {
+                        Some(f) if fs.entry_cached(dir, &name) => attr_ttl(fs, f, &a),
+                        _ => TTL,
+                    };
+                    if reply.add(a.ino, off, OsStr::from_bytes(&name), &ttl, &a, Generation(0)) {
+                        break;
+                    }
+                }
+                reply.ok();
+            },
+        );
     }
 
     fn releasedir(
@@ -932,7 +1081,16 @@ impl fuser::Filesystem for RustreFuse {
         let v = value.to_vec();
         let fl = flags.cast_unsigned();
         self.empty(
-            move |fs, sh| async move { fs.setxattr(sh.fid(ino)?, &n, Some(&v), fl, c).await },
+            move |fs, sh| async move {
+                let fid = sh.fid(ino)?;
+                match n.as_str() {
+                    "lustre.lov" | "trusted.lov" => set_layout_xattr(&fs, fid, &v, c).await,
+                    // The servers' own bookkeeping: copies (cp -a, rsync -X) set them in
+                    // vain, as on a Lustre client.
+                    "trusted.lma" | "trusted.link" => Ok(()),
+                    _ => fs.setxattr(fid, &n, Some(&v), fl, c).await,
+                }
+            },
             reply,
         );
     }
@@ -941,7 +1099,13 @@ impl fuser::Filesystem for RustreFuse {
         let c = cred(req);
         let n = name.to_string_lossy().to_string();
         self.go(
-            move |fs, sh| async move { fs.getxattr(sh.fid(ino)?, &n, c).await },
+            move |fs, sh| async move {
+                let fid = sh.fid(ino)?;
+                if n == "lustre.lov" || n == "trusted.lov" {
+                    return layout_xattr(&fs, fid, c).await;
+                }
+                fs.getxattr(fid, &n, c).await
+            },
             move |r| xattr_reply(r, size, reply),
         );
     }
@@ -950,7 +1114,14 @@ impl fuser::Filesystem for RustreFuse {
         let c = cred(req);
         self.go(
             move |fs, sh| async move {
-                let names = fs.listxattr(sh.fid(ino)?, c).await?;
+                let fid = sh.fid(ino)?;
+                let mut names = fs.listxattr(fid, c).await?;
+                // Anything with a layout shows it as lustre.lov, as on a Lustre client.
+                if !names.iter().any(|n| n == "lustre.lov")
+                    && layout_xattr(&fs, fid, c).await.is_ok_and(|v| !v.is_empty())
+                {
+                    names.push("lustre.lov".into());
+                }
                 let mut v = Vec::new();
                 for n in names {
                     v.extend_from_slice(n.as_bytes());
@@ -1000,6 +1171,51 @@ impl fuser::Filesystem for RustreFuse {
     }
 }
 
+/// `lustre.lov` (and `trusted.lov`): a file's layout or a directory's default one. A file's
+/// comes with the stripe offset unset, so that setting it on another file (tar, cp -a)
+/// copies the striping but lets the MDT place the stripes.
+async fn layout_xattr(fs: &Rc<Fs>, fid: LuFid, c: Cred) -> Result<Vec<u8>> {
+    let (b, _) = fs.getattr(fid, c).await?;
+    let t = b.mbo_mode.get() & S_IFMT;
+    if t != S_IFREG && t != S_IFDIR {
+        return Err(Error::new(libc::ENODATA));
+    }
+    let mut v = fs.getxattr(fid, "lustre.lov", c).await?;
+    if v.is_empty() {
+        return Err(Error::new(libc::ENODATA));
+    }
+    let magic = v.get(..4).map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+    if t == S_IFREG
+        && matches!(magic, Some(lov_magic::V1 | lov_magic::V3 | lov_magic::SPECIFIC))
+        && let Some(off) = v.get_mut(LMM_STRIPE_OFFSET..LMM_STRIPE_OFFSET + 2)
+    {
+        off.copy_from_slice(&LOV_OFFSET_DEFAULT.to_le_bytes());
+    }
+    Ok(v)
+}
+
+/// Setting `lustre.lov`: a directory's default layout; the layout of a file that has none
+/// yet; on a file that has one, nothing (tar and rsync set it on every file they copy).
+async fn set_layout_xattr(fs: &Rc<Fs>, fid: LuFid, v: &[u8], c: Cred) -> Result<()> {
+    let (b, _) = fs.getattr(fid, c).await?;
+    match b.mbo_mode.get() & S_IFMT {
+        S_IFDIR if v.is_empty() => fs.setxattr(fid, "lustre.lov", None, 0, c).await,
+        S_IFDIR => fs.setxattr(fid, "lustre.lov", Some(v), 0, c).await,
+        S_IFREG if v.is_empty() => Ok(()),
+        S_IFREG if v.len() < LOV_USER_MD_V1_SIZE => Err(Error::new(libc::ERANGE)),
+        S_IFREG => match fs.set_striping(fid, v, c).await {
+            Err(e) if e.errno == libc::EEXIST => Ok(()),
+            r => r,
+        },
+        _ => Ok(()),
+    }
+}
+
+/// `lov_user_md_v1`'s size without stripes, the least a layout xattr may be.
+const LOV_USER_MD_V1_SIZE: usize = 32;
+/// Where `lmm_stripe_offset` (`lmm_layout_gen` as stored) sits in a layout.
+const LMM_STRIPE_OFFSET: usize = 30;
+
 fn xattr_reply(r: Result<Vec<u8>>, size: u32, reply: ReplyXattr) {
     match r {
         Ok(v) if size == 0 => reply.size(u32::try_from(v.len()).unwrap_or(u32::MAX)),
@@ -1031,9 +1247,58 @@ pub fn serve(client: Client, dir: &Path, source: &str, opts: &MountOptions) -> R
     }
     let session = fuser::Session::new(fs, dir, &cfg)
         .map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EIO)).ctx("mount"))?;
+    invalidator(&client, root, session.notifier())?;
     let r = session.run().map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EIO)));
     client.umount()?;
     r
+}
+
+/// Kernel invalidations waiting for the invalidating thread.
+const INVAL_QUEUE: usize = 4096;
+
+/// Ties the kernel's caches to the client's: every name and attribute the client drops when
+/// its lock goes is invalidated in the kernel too, by a thread of its own. The kernel takes
+/// the directory's lock to drop a name, and may hold it while it waits for one of our
+/// replies that waits for this very cancel (a create in that directory), so the cancel
+/// never waits for the kernel: it queues the invalidation and goes on.
+fn invalidator(client: &Client, root: LuFid, notifier: fuser::Notifier) -> Result<()> {
+    let (tx, rx) = flume::bounded::<(u64, Option<Vec<u8>>)>(INVAL_QUEUE);
+    std::thread::Builder::new()
+        .name("rlfs-inval".into())
+        .spawn(move || {
+            // Ends when the client (the only sender) is gone.
+            for (ino, name) in rx {
+                let r = match &name {
+                    Some(n) => notifier.inval_entry(INodeNo(ino), OsStr::from_bytes(n)),
+                    None => notifier.inval_inode(INodeNo(ino), -1, 0),
+                };
+                // ENOENT: the kernel no longer knows the inode; nothing to drop.
+                if let Err(e) = r
+                    && e.raw_os_error() != Some(libc::ENOENT)
+                {
+                    log::debug!("kernel invalidation of inode {ino:#x}: {e}");
+                }
+            }
+        })
+        .map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EAGAIN)).ctx("inval thread"))?;
+    let ino = move |fid: LuFid| if fid == root { ROOT_INO } else { fid_flatten(fid) };
+    client.run(move |fs| async move {
+        fs.set_cache_listener(move |d| {
+            let m = match d {
+                Dropped::Attr(f) => (ino(f), None),
+                Dropped::Entry(p, n) => (ino(p), Some(n)),
+            };
+            if let Err(flume::TrySendError::Full(m)) = tx.try_send(m) {
+                // A full queue: the invalidation waits in a task of its own, never lost.
+                let tx = tx.clone();
+                glommio::spawn_local(async move {
+                    let _ = tx.send_async(m).await;
+                })
+                .detach();
+            }
+        });
+        Ok(())
+    })
 }
 
 /// Unmounts a FUSE mount (lazily when it is busy, as `umount -l` does).

@@ -1242,6 +1242,36 @@ async fn intent_open(
             }
         }
     }
+    // A file made without objects (mknod, O_LOV_DELAY_CREATE) gets them when it is first
+    // opened for writing without the delay flag, as mdt_create_data gives them.
+    if ty == ObjType::Regular
+        && flags & of::FMODE_WRITE != 0
+        && flags & of::DELAY_CREATE == 0
+        && matches!(ops::layout(sh, index, child).await, Ok(None))
+    {
+        let made = async {
+            let st = striping_for(sh, index, parent, None).await?;
+            let lay = layout::allocate(sh, index, child, &st).await?;
+            let cr = Cred::default();
+            ops::setxattr(
+                sh,
+                index,
+                &cr,
+                child,
+                super::store::XATTR_LOV,
+                Some(lay),
+                XattrMode::Create,
+            )
+            .await
+        }
+        .await;
+        // EEXIST: another open gave it objects first.
+        if let Err(e) = made
+            && e != -errno::EEXIST
+        {
+            return intent_fail(req, f, dlm, disposition, e);
+        }
+    }
     // Open: a handle on this (home) shard, an open count on the file's shard.
     let mdtp = mdt(sh, index)?;
     let handle = mdtp.new_open_handle();
