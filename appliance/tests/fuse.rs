@@ -454,6 +454,39 @@ fn kernel_caches_follow_locks_and_listings_carry_attributes() {
         seen += 1;
     }
     assert_eq!(seen, 165, "{text}");
+    // A mapping on b shows a's later write: taking b's extent lock drops b's mapped pages.
+    std::fs::write(a.path("shared"), vec![1u8; 8192]).unwrap();
+    let f = std::fs::File::open(b.path("shared")).unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::FileExt;
+        // SAFETY: a read-only shared mapping of 8192 bytes of an open file of that size,
+        // read within its length and unmapped below.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+            let s = std::slice::from_raw_parts(p.cast::<u8>(), 8192);
+            assert!(s.iter().all(|&x| x == 1));
+            let w = std::fs::OpenOptions::new().write(true).open(a.path("shared")).unwrap();
+            w.write_all_at(&[2u8; 8192], 0).unwrap();
+            drop(w);
+            // The kernel is told asynchronously; it must happen, not hang.
+            let t = Instant::now();
+            while !(std::ptr::read_volatile(&s[0]) == 2 && std::ptr::read_volatile(&s[8191]) == 2) {
+                assert!(t.elapsed() < Duration::from_secs(30), "mapped pages never dropped");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(libc::munmap(p, 8192), 0);
+        }
+    }
+    drop(f);
     drop((a, b));
     drop(srv);
 }

@@ -111,6 +111,8 @@ pub enum Dropped {
     Attr(LuFid),
     /// A name in a directory.
     Entry(LuFid, Vec<u8>),
+    /// The data of an OST object (its extent lock went; dirty pages were written first).
+    Data(LuFid),
 }
 
 /// A hook told of dropped cache entries.
@@ -569,6 +571,7 @@ impl Fs {
                     let fid = l.res.fid();
                     fs.pages.borrow_mut().take_range(fid, 0, u64::MAX);
                     fs.object_sizes.borrow_mut().remove(&fid);
+                    fs.tell_dropped(vec![Dropped::Data(fid)]);
                 }
             }
             fs.invalidate_all();
@@ -661,6 +664,7 @@ impl Fs {
         let Some(l) = self.locks.remove(handle) else { return Ok(()) };
         if let Tgt::Osc(_) = l.target {
             self.lock_gone(l.res.fid());
+            self.tell_dropped(vec![Dropped::Data(l.res.fid())]);
         }
         let imp = match l.target {
             Tgt::Mgc => self.mgc.clone(),

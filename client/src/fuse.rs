@@ -1230,6 +1230,7 @@ fn xattr_reply(r: Result<Vec<u8>>, size: u32, reply: ReplyXattr) {
 pub fn serve(client: Client, dir: &Path, source: &str, opts: &MountOptions) -> Result<()> {
     let root = client.run(|fs| async move { Ok(fs.root.get()) })?;
     let fs = RustreFuse::new(&client, root, opts.op_timeout)?;
+    let shared = fs.shared.clone();
     let mut cfg = fuser::Config::default();
     cfg.mount_options = vec![
         MountOption::FSName(source.to_string()),
@@ -1247,7 +1248,7 @@ pub fn serve(client: Client, dir: &Path, source: &str, opts: &MountOptions) -> R
     }
     let session = fuser::Session::new(fs, dir, &cfg)
         .map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EIO)).ctx("mount"))?;
-    invalidator(&client, root, session.notifier())?;
+    invalidator(&client, shared, root, session.notifier())?;
     let r = session.run().map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EIO)));
     client.umount()?;
     r
@@ -1256,27 +1257,45 @@ pub fn serve(client: Client, dir: &Path, source: &str, opts: &MountOptions) -> R
 /// Kernel invalidations waiting for the invalidating thread.
 const INVAL_QUEUE: usize = 4096;
 
-/// Ties the kernel's caches to the client's: every name and attribute the client drops when
-/// its lock goes is invalidated in the kernel too, by a thread of its own. The kernel takes
-/// the directory's lock to drop a name, and may hold it while it waits for one of our
-/// replies that waits for this very cancel (a create in that directory), so the cancel
-/// never waits for the kernel: it queues the invalidation and goes on.
-fn invalidator(client: &Client, root: LuFid, notifier: fuser::Notifier) -> Result<()> {
-    let (tx, rx) = flume::bounded::<(u64, Option<Vec<u8>>)>(INVAL_QUEUE);
+/// What the kernel is told to drop.
+#[derive(Debug)]
+enum Inval {
+    /// An inode's attributes.
+    Attr(u64),
+    /// A name in a directory.
+    Entry(u64, Vec<u8>),
+    /// An inode's cached pages (mmap) and attributes.
+    Data(u64),
+}
+
+/// Ties the kernel's caches to the client's: every name, attribute and object the client
+/// drops when its lock goes is invalidated in the kernel too, by a thread of its own. The
+/// kernel takes the directory's lock to drop a name (and writes dirty mmapped pages back to
+/// drop them), and may hold it while it waits for one of our replies that waits for this
+/// very cancel (a create in that directory), so the cancel never waits for the kernel: it
+/// queues the invalidation and goes on.
+fn invalidator(
+    client: &Client,
+    shared: Arc<Shared>,
+    root: LuFid,
+    notifier: fuser::Notifier,
+) -> Result<()> {
+    let (tx, rx) = flume::bounded::<Inval>(INVAL_QUEUE);
     std::thread::Builder::new()
         .name("rlfs-inval".into())
         .spawn(move || {
             // Ends when the client (the only sender) is gone.
-            for (ino, name) in rx {
-                let r = match &name {
-                    Some(n) => notifier.inval_entry(INodeNo(ino), OsStr::from_bytes(n)),
-                    None => notifier.inval_inode(INodeNo(ino), -1, 0),
+            for m in rx {
+                let r = match &m {
+                    Inval::Entry(p, n) => notifier.inval_entry(INodeNo(*p), OsStr::from_bytes(n)),
+                    Inval::Attr(i) => notifier.inval_inode(INodeNo(*i), -1, 0),
+                    Inval::Data(i) => notifier.inval_inode(INodeNo(*i), 0, 0),
                 };
                 // ENOENT: the kernel no longer knows the inode; nothing to drop.
                 if let Err(e) = r
                     && e.raw_os_error() != Some(libc::ENOENT)
                 {
-                    log::debug!("kernel invalidation of inode {ino:#x}: {e}");
+                    log::debug!("kernel invalidation {m:?}: {e}");
                 }
             }
         })
@@ -1284,17 +1303,35 @@ fn invalidator(client: &Client, root: LuFid, notifier: fuser::Notifier) -> Resul
     let ino = move |fid: LuFid| if fid == root { ROOT_INO } else { fid_flatten(fid) };
     client.run(move |fs| async move {
         fs.set_cache_listener(move |d| {
-            let m = match d {
-                Dropped::Attr(f) => (ino(f), None),
-                Dropped::Entry(p, n) => (ino(p), Some(n)),
+            let ms = match d {
+                Dropped::Attr(f) => vec![Inval::Attr(ino(f))],
+                Dropped::Entry(p, n) => vec![Inval::Entry(ino(p), n)],
+                // The open files with that object (an mmapped file stays open while mapped).
+                Dropped::Data(obj) => {
+                    let mut files: Vec<u64> = shared
+                        .lock()
+                        .files
+                        .values()
+                        .filter(|f| {
+                            f.layout
+                                .as_ref()
+                                .is_some_and(|l| l.stripes.iter().any(|s| s.fid == obj))
+                        })
+                        .map(|f| ino(f.fid))
+                        .collect();
+                    files.dedup();
+                    files.into_iter().map(Inval::Data).collect()
+                }
             };
-            if let Err(flume::TrySendError::Full(m)) = tx.try_send(m) {
-                // A full queue: the invalidation waits in a task of its own, never lost.
-                let tx = tx.clone();
-                glommio::spawn_local(async move {
-                    let _ = tx.send_async(m).await;
-                })
-                .detach();
+            for m in ms {
+                if let Err(flume::TrySendError::Full(m)) = tx.try_send(m) {
+                    // A full queue: the invalidation waits in a task of its own, never lost.
+                    let tx = tx.clone();
+                    glommio::spawn_local(async move {
+                        let _ = tx.send_async(m).await;
+                    })
+                    .detach();
+                }
             }
         });
         Ok(())
