@@ -361,3 +361,75 @@ fn malformed_acls_are_refused_and_acls_survive_a_restart() {
     drop(m);
     drop(srv);
 }
+
+/// The MDT's own checks, with nothing in between: the client library sends REINT_SETXATTR
+/// and opens straight to it (no kernel validating the blob first).
+#[test]
+fn the_mdt_validates_stores_and_enforces_acls_it_is_sent() {
+    use client::{Cred, Fs};
+    use proto::mdt::open as of;
+    use std::rc::Rc;
+    const ROOT: Cred = Cred { uid: 0, gid: 0, suppgid: u32::MAX };
+    const NOBODY_CRED: Cred = Cred { uid: NOBODY, gid: NOBODY, suppgid: u32::MAX };
+    const ACCESS: &str = "system.posix_acl_access";
+    const DEFAULT: &str = "system.posix_acl_default";
+    let dir = TempDir::new("aclrpc");
+    let srv = Server::all_in_one(dir.path(), free_port());
+    let c = srv.mount();
+    let u = u32::MAX;
+    let errno = |r: client::error::Result<()>| r.err().map_or(0, |e| e.errno);
+    let got = c
+        .run(move |fs: Rc<Fs>| async move {
+            let mut out: Vec<(&str, i32)> = Vec::new();
+            let (d, _) = fs.mkdir("/d", 0o755, &[], ROOT).await?;
+            let (f, _) = fs.create("/d/f", 0o600, &[], ROOT).await?;
+            let set = async |fid, name, v: Vec<u8>, c| fs.setxattr(fid, name, Some(&v), 0, c).await;
+            let unsorted =
+                blob(2, &[(1, 6, u), (2, 4, 9), (2, 4, 7), (4, 4, u), (0x10, 4, u), (0x20, 4, u)]);
+            out.push(("unsorted", errno(set(f, ACCESS, unsorted, ROOT).await)));
+            let mut many = vec![(1, 6, u)];
+            many.extend((0..30).map(|i| (2, 4, 100 + i)));
+            many.extend([(4, 4, u), (0x10, 4, u), (0x20, 4, u)]);
+            out.push(("33 entries", errno(set(f, ACCESS, blob(2, &many), ROOT).await)));
+            let minimal = blob(2, &[(1, 7, u), (4, 5, u), (0x20, 5, u)]);
+            out.push(("default on a file", errno(set(f, DEFAULT, minimal.clone(), ROOT).await)));
+            let grant =
+                blob(2, &[(1, 6, u), (2, 4, NOBODY), (4, 0, u), (0x10, 4, u), (0x20, 0, u)]);
+            out.push(("not the owner", errno(set(f, ACCESS, grant.clone(), NOBODY_CRED).await)));
+            // Denied by the mode, then granted by the named entry.
+            let open = async |c| fs.open_at(d, b"f", of::FMODE_READ, 0, &[], c).await.map(|_| ());
+            out.push(("open before", errno(open(NOBODY_CRED).await)));
+            out.push(("set", errno(set(f, ACCESS, grant.clone(), ROOT).await)));
+            out.push(("open after", errno(open(NOBODY_CRED).await)));
+            let stored = fs.getxattr(f, ACCESS, ROOT).await?;
+            out.push(("stored as sent", i32::from(stored != grant)));
+            let (b, _) = fs.getattr(f, ROOT).await?;
+            out.push(("mode from the ACL", i32::try_from(b.mbo_mode.get() & 0o777).unwrap()));
+            // A default ACL: a new file in the directory gets it, cut by its mode.
+            out.push(("default", errno(set(d, DEFAULT, grant.clone(), ROOT).await)));
+            let (g, _) = fs.create_at(d, b"g", 0o644, &[], ROOT).await?;
+            let (b, _) = fs.getattr(g, ROOT).await?;
+            out.push(("inherited mode", i32::try_from(b.mbo_mode.get() & 0o777).unwrap()));
+            let inherited = fs.getxattr(g, ACCESS, ROOT).await?;
+            out.push(("inherited ACL", i32::from(inherited != grant)));
+            Ok(out)
+        })
+        .unwrap();
+    let want = [
+        ("unsorted", libc::EINVAL),
+        ("33 entries", libc::E2BIG),
+        ("default on a file", libc::EACCES),
+        ("not the owner", libc::EPERM),
+        ("open before", libc::EACCES),
+        ("set", 0),
+        ("open after", 0),
+        ("stored as sent", 0),
+        ("mode from the ACL", 0o640),
+        ("default", 0),
+        ("inherited mode", 0o640),
+        ("inherited ACL", 0),
+    ];
+    assert_eq!(got, want);
+    drop(c);
+    drop(srv);
+}
