@@ -433,3 +433,108 @@ fn the_mdt_validates_stores_and_enforces_acls_it_is_sent() {
     drop(c);
     drop(srv);
 }
+
+/// A loopback NID of our own on `port` (as badinput.rs finds one).
+fn our_nid(port: u16) -> proto::nid::Nid {
+    for i in (2..=254u8).rev() {
+        let a = std::net::Ipv4Addr::new(127, 0, 1, i);
+        if std::net::TcpListener::bind(std::net::SocketAddrV4::new(a, port)).is_ok() {
+            return format!("{a}@tcp").parse().unwrap();
+        }
+    }
+    panic!("no free loopback address");
+}
+
+/// What a kernel client that negotiated `OBD_CONNECT_ACL` gets: the access ACL in the reply's
+/// ACL buffer of MDS_GETATTR when it asks with `OBD_MD_FLACL` (`mdt_pack_acl2body`).
+#[test]
+fn getattr_replies_carry_the_acl_to_clients_that_negotiated_it() {
+    use client::{Cred, Fs};
+    use lnd::{AcceptMode, Config as LnetConfig, Lnet, NiConfig, Node, Placement, ProcessId};
+    use proto::build::MsgBuilder;
+    use proto::connect::{self, ObdConnectData};
+    use proto::mdt::{MdtBody, md};
+    use proto::opcode::Opcode;
+    use proto::portal;
+    use proto::wire::{FromZeros, Wire};
+    use ptlrpc::{Import, ImportConfig, XidGen};
+    use std::rc::Rc;
+    use std::time::Duration;
+    const ROOT: Cred = Cred { uid: 0, gid: 0, suppgid: u32::MAX };
+    let dir = TempDir::new("aclwire");
+    let port = free_port();
+    let srv = Server::all_in_one(dir.path(), port);
+    let c = srv.mount();
+    let u = u32::MAX;
+    let acl = blob(2, &[(1, 6, u), (2, 4, NOBODY), (4, 0, u), (0x10, 4, u), (0x20, 0, u)]);
+    let a2 = acl.clone();
+    let (with, without) = c
+        .run(move |fs: Rc<Fs>| async move {
+            let (f, _) = fs.create("/f", 0o600, &[], ROOT).await?;
+            fs.setxattr(f, "system.posix_acl_access", Some(&a2), 0, ROOT).await?;
+            let (g, _) = fs.create("/g", 0o600, &[], ROOT).await?;
+            Ok((f, g))
+        })
+        .unwrap();
+    drop(c);
+
+    let nid = our_nid(port);
+    let mut lc = LnetConfig::new(vec![NiConfig::new(nid, port).unwrap()]);
+    lc.port = port;
+    lc.placement = Placement::Unbound(1);
+    lc.accept = AcceptMode::All;
+    lc.connect_privileged = nix::unistd::geteuid().is_root();
+    lc.routes = ptlrpc::lnet_routes();
+    lc.timeout = Duration::from_secs(10);
+    lc.discovery_timeout = Duration::from_secs(10);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let node = Node::start(lc, move |lnet: Lnet| async move {
+        let server = ProcessId::lustre("127.0.0.1@tcp".parse().unwrap());
+        let mut cfg = ImportConfig::new(
+            server,
+            portal::MDS_REQUEST,
+            portal::MDC_REPLY,
+            "rustre-MDT0000_UUID",
+            "acl-wire-0000-0000-0000-000000000000",
+            Opcode::MdsConnect,
+        );
+        cfg.timeout = Duration::from_secs(10);
+        let imp = Import::new(lnet.clone(), cfg, Rc::new(XidGen::new(0, 1, 1_000_000)));
+        let mut d = ObdConnectData::new_zeroed();
+        d.ocd_version = ObdConnectData::version(2, 15, 8, 0).into();
+        d.ocd_connect_flags = (connect::MDC_CONNECT_FLAGS | connect::flags::ACL).into();
+        d.ocd_connect_flags2 = connect::MDC_CONNECT_FLAGS2.into();
+        d.ocd_ibits_known = proto::ldlm::ibits::FULL.into();
+        d.ocd_max_easize = 65536.into();
+        let granted = imp.connect(d).await.unwrap();
+        let mut out = vec![(u64::from(granted.flags() & connect::flags::ACL != 0), 0, Vec::new())];
+        for (fid, valid) in [
+            (with, md::FLGETATTR | md::FLACL),
+            (with, md::FLGETATTR),
+            (without, md::FLGETATTR | md::FLACL),
+        ] {
+            let q = MdtBody { mbo_fid1: fid, mbo_valid: valid.into(), ..Default::default() };
+            let b = MsgBuilder::request(Opcode::MdsGetattr).unwrap().wire("MDT_BODY", &q).unwrap();
+            let rep = imp
+                .rpc_via(Some((portal::MDS_READPAGE, portal::MDC_REPLY)), b, None)
+                .await
+                .unwrap();
+            let body = MdtBody::read(rep.buf("mdt_body", 1, 216).unwrap()).unwrap();
+            let n = body.mbo_aclsize.get();
+            let buf = rep.buf("acl", 3, 0).unwrap_or_default().to_vec();
+            out.push((body.mbo_valid.get() & md::FLACL, n, buf));
+        }
+        let _ = tx.send(out);
+    })
+    .unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(60));
+    node.stop();
+    let _ = node.join();
+    let got = got.expect("the raw client finished");
+    let len = u32::try_from(acl.len()).unwrap();
+    assert_eq!(
+        got,
+        [(1, 0, Vec::new()), (md::FLACL, len, acl), (0, 0, Vec::new()), (md::FLACL, 0, Vec::new()),]
+    );
+    drop(srv);
+}
