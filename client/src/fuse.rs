@@ -29,6 +29,7 @@ use fuser::{
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use proto::acl;
 use proto::fid::LuFid;
 use proto::lov::{LOV_OFFSET_DEFAULT, LovForm, LovMd, magic as lov_magic};
 use proto::mdt::{MdtBody, MdtRecSetattr, attr as sa, open as of};
@@ -1147,24 +1148,30 @@ impl fuser::Filesystem for RustreFuse {
         let want = mask.bits().cast_unsigned() & 7;
         self.empty(
             move |fs, sh| async move {
-                let (b, _) = fs.getattr(sh.fid(ino)?, c).await?;
+                let fid = sh.fid(ino)?;
+                let (b, _) = fs.getattr(fid, c).await?;
                 if want == 0 {
                     return Ok(());
                 }
-                let mode = b.mbo_mode.get();
-                if c.uid == 0 {
-                    // Root may do anything but execute what no one may execute.
-                    let x = want & 1 == 0 || mode & 0o111 != 0 || mode & S_IFMT == S_IFDIR;
-                    return if x { Ok(()) } else { Err(Error::new(libc::EACCES)) };
-                }
-                let bits = if c.uid == b.mbo_uid.get() {
-                    (mode >> 6) & 7
-                } else if c.gid == b.mbo_gid.get() || c.suppgid == b.mbo_gid.get() {
-                    (mode >> 3) & 7
+                let (mode, uid, gid) = (b.mbo_mode.get(), b.mbo_uid.get(), b.mbo_gid.get());
+                let groups: Vec<u32> =
+                    Some(c.suppgid).filter(|&g| g != u32::MAX).into_iter().collect();
+                let caller = acl::Caller { fsuid: c.uid, fsgid: c.gid, groups: &groups };
+                // The access ACL, when the answer could depend on it (as the MDT decides).
+                let acl = if acl::acl_matters(mode, uid, &caller) {
+                    match fs.getxattr(fid, acl::XATTR_NAME_ACL_ACCESS, c).await {
+                        Ok(v) => acl::PosixAcl::decode(&v).ok(),
+                        Err(e) if e.errno == libc::ENODATA => None,
+                        Err(e) => return Err(e),
+                    }
                 } else {
-                    mode & 7
+                    None
                 };
-                if bits & want == want { Ok(()) } else { Err(Error::new(libc::EACCES)) }
+                if acl::permission(mode, uid, gid, acl.as_ref(), &caller, want) {
+                    Ok(())
+                } else {
+                    Err(Error::new(libc::EACCES))
+                }
             },
             reply,
         );

@@ -2,6 +2,7 @@
 //! (`tests/garbage.rs`) and the cargo-fuzz targets (`fuzz/`) drive these, so a decoder added
 //! here is fuzzed and garbage-tested without further wiring.
 
+use crate::acl::{Caller, PosixAcl};
 use crate::body::PtlrpcBodyV3;
 use crate::cfg::{CfgMarker, LovDesc, LustreCfg};
 use crate::connect::ObdConnectData;
@@ -57,6 +58,8 @@ pub enum Decoder {
     DirPage,
     /// NID, net and FID text forms.
     Text,
+    /// A POSIX ACL xattr and the algorithms run on it.
+    Acl,
 }
 
 impl Decoder {
@@ -79,6 +82,7 @@ impl Decoder {
         Decoder::Mgs,
         Decoder::DirPage,
         Decoder::Text,
+        Decoder::Acl,
     ];
 
     /// Runs the decoder (and the accessors a consumer would call on its result) over `data`.
@@ -195,6 +199,17 @@ impl Decoder {
                 }
             }
             Decoder::DirPage => count(dir::parse_page(data).is_ok()),
+            Decoder::Acl => {
+                if let Ok(mut a) = PosixAcl::decode(data) {
+                    count(a.validate().is_ok());
+                    let c = Caller { fsuid: 1, fsgid: 1, groups: &[2] };
+                    count(a.permits(0, 2, &c, 7));
+                    count(a.equiv_mode(0o644).1);
+                    a.chmod(0o750);
+                    count(a.create_masq(0o777).1);
+                    count(PosixAcl::decode(&a.encode()).is_ok());
+                }
+            }
             Decoder::Text => {
                 if let Ok(s) = core::str::from_utf8(data) {
                     count(s.parse::<Nid>().is_ok());

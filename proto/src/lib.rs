@@ -30,6 +30,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::panic))]
 
+pub mod acl;
 pub mod body;
 pub mod build;
 pub mod cfg;

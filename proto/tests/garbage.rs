@@ -41,6 +41,20 @@ fn corpus() -> Vec<Vec<u8>> {
     for op in conversation::OPCODES {
         assert!(seen.contains(op), "corpus lacks {op}");
     }
+    // A valid ACL xattr (user::rw- user:1000:rwx group::r-- mask::r-x other::---), so the
+    // mutations of the ACL decoder start from the real format.
+    out.push(
+        [
+            2u32.to_le_bytes().as_slice(),
+            &[1, 0, 6, 0, 255, 255, 255, 255],
+            &[2, 0, 7, 0, 0xe8, 3, 0, 0],
+        ]
+        .concat(),
+    );
+    out.last_mut().unwrap().extend_from_slice(&[
+        4, 0, 4, 0, 255, 255, 255, 255, 0x10, 0, 5, 0, 255, 255, 255, 255, 0x20, 0, 0, 0, 255, 255,
+        255, 255,
+    ]);
     out.retain(|v| !v.is_empty());
     out
 }

@@ -9,6 +9,7 @@ use crate::ldlm::{EnqueueReq, LockPolicy};
 use crate::shard::Shard;
 use osd_nvme::types::mode as m;
 use osd_nvme::{Attr, AttrMask, LuFid, ObjType, Timespec, XattrMode};
+use proto::acl::{self, Caller, PosixAcl, XATTR_NAME_ACL_ACCESS, XATTR_NAME_ACL_DEFAULT};
 use proto::ldlm::{ibits, mode};
 use std::rc::Rc;
 
@@ -25,7 +26,12 @@ pub struct Cred {
 
 impl Cred {
     fn in_group(&self, g: u32) -> bool {
-        self.gid == g || self.groups.contains(&g)
+        self.caller().in_group(g)
+    }
+    /// The credentials as the ACL algorithms take them.
+    #[must_use]
+    pub fn caller(&self) -> Caller<'_> {
+        Caller { fsuid: self.uid, fsgid: self.gid, groups: &self.groups }
     }
     /// Whether the caller is root.
     #[must_use]
@@ -41,21 +47,57 @@ pub const MAY_WRITE: u32 = 2;
 /// Execute/search permission.
 pub const MAY_EXEC: u32 = 1;
 
-/// POSIX permission check of `want` (`MAY_*` bits) on an object.
+/// POSIX permission check of `want` (`MAY_*` bits) on an object with access ACL `acl` (see
+/// [`proto::acl::permission`]: root may execute only what someone may execute, directories
+/// are always searchable).
 #[must_use]
-pub fn permitted(a: &Attr, c: &Cred, want: u32) -> bool {
-    if c.is_root() {
-        // Root may execute only what someone may execute (directories are always searchable).
-        return want & MAY_EXEC == 0 || a.mode & m::S_IFMT == m::S_IFDIR || a.mode & 0o111 != 0;
-    }
-    let bits = if a.uid == c.uid {
-        (a.mode >> 6) & 7
-    } else if c.in_group(a.gid) {
-        (a.mode >> 3) & 7
+pub fn permitted(a: &Attr, acl: Option<&PosixAcl>, c: &Cred, want: u32) -> bool {
+    acl::permission(a.mode, a.uid, a.gid, acl, &c.caller(), want)
+}
+
+/// The permission check of `want` on `fid` (attributes `a`), with its access ACL read when
+/// the answer could depend on it (`mdd_check_acl`).
+pub async fn may(
+    sh: &Rc<Shard>,
+    index: u32,
+    fid: LuFid,
+    a: &Attr,
+    c: &Cred,
+    want: u32,
+) -> Result<bool, i32> {
+    let acl = acl_for_check(sh, index, fid, a, c).await?;
+    Ok(permitted(a, acl.as_ref(), c, want))
+}
+
+/// `fid`'s access ACL if `c`'s permission checks on it would consult it, else None.
+pub async fn acl_for_check(
+    sh: &Rc<Shard>,
+    index: u32,
+    fid: LuFid,
+    a: &Attr,
+    c: &Cred,
+) -> Result<Option<PosixAcl>, i32> {
+    if acl::acl_matters(a.mode, a.uid, &c.caller()) {
+        stored_acl(sh, index, fid, XATTR_NAME_ACL_ACCESS).await
     } else {
-        a.mode & 7
-    };
-    bits & want == want
+        Ok(None)
+    }
+}
+
+/// An object's access or default ACL (`name`), if it has a non-empty one. ACLs are checked
+/// when set, so one that does not decode is not expected; it counts as none and the mode
+/// bits apply.
+pub async fn stored_acl(
+    sh: &Rc<Shard>,
+    index: u32,
+    fid: LuFid,
+    name: &str,
+) -> Result<Option<PosixAcl>, i32> {
+    match getxattr(sh, index, fid, name.as_bytes().to_vec()).await {
+        Ok(v) => Ok(PosixAcl::decode(&v).ok().filter(|a| !a.is_empty())),
+        Err(e) if e == -libc::ENODATA => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Locks held by an operation: (shard, cookie).
@@ -199,11 +241,17 @@ pub async fn listxattr(sh: &Rc<Shard>, index: u32, fid: LuFid) -> Result<Vec<Vec
         .map_err(|_| -libc::ESHUTDOWN)?
 }
 
-fn check_dir_write(parent: &Attr, pty: ObjType, c: &Cred) -> Result<(), i32> {
+async fn check_dir_write(
+    sh: &Rc<Shard>,
+    index: u32,
+    dir: LuFid,
+    (parent, pty): (&Attr, ObjType),
+    c: &Cred,
+) -> Result<(), i32> {
     if pty != ObjType::Dir {
         return Err(-libc::ENOTDIR);
     }
-    if !permitted(parent, c, MAY_WRITE | MAY_EXEC) {
+    if !may(sh, index, dir, parent, c, MAY_WRITE | MAY_EXEC).await? {
         return Err(-libc::EACCES);
     }
     Ok(())
@@ -214,13 +262,16 @@ fn check_dir_write(parent: &Attr, pty: ObjType, c: &Cred) -> Result<(), i32> {
 pub struct NewObj {
     /// Its FID (chosen by the client).
     pub fid: LuFid,
-    /// Mode with type bits (umask already applied).
+    /// Mode with type bits, before the umask.
     pub mode: u32,
+    /// The creator's umask (`cr_umask`), applied when the parent has no default ACL
+    /// (`mdd_acl_init`); with one, the default ACL limits the mode instead.
+    pub umask: u32,
     /// Device number for nodes.
     pub rdev: u64,
     /// Symlink target.
     pub symlink: Vec<u8>,
-    /// Xattrs (layout).
+    /// Xattrs (layout); the ACLs inherited from the parent are added.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Time of the operation.
     pub time: Timespec,
@@ -242,15 +293,15 @@ pub async fn create(
     let held = lock(sh, index, &[(parent, ibits::UPDATE)]).await?;
     let r = async {
         let (pa, pty) = getattr(sh, index, parent).await?;
-        check_dir_write(&pa, pty, c)?;
+        check_dir_write(sh, index, parent, (&pa, pty), c).await?;
         if pa.nlink == 0 {
             return Err(-libc::ENOENT);
         }
         if lookup(sh, index, parent, name.to_vec()).await?.is_some() {
             return Err(-libc::EEXIST);
         }
+        let (mut mode, acl_xattrs) = inherit_acl(sh, index, parent, ty, o.mode, o.umask).await?;
         let sgid_dir = pa.mode & 0o2000 != 0;
-        let mut mode = o.mode;
         if ty == ObjType::Dir && sgid_dir {
             mode |= 0o2000;
         }
@@ -290,7 +341,7 @@ pub async fn create(
             ty,
             attr,
             parent,
-            xattrs: o.xattrs.clone(),
+            xattrs: [o.xattrs.clone(), acl_xattrs].concat(),
             symlink: o.symlink.clone(),
         }];
         let parts =
@@ -301,6 +352,36 @@ pub async fn create(
     .await;
     unlock(sh, held).await;
     r
+}
+
+/// A new object's mode and ACL xattrs from its parent's default ACL (`mdd_acl_init`): with
+/// one, the object gets it mixed with `mode` as its access ACL (unless the result says no
+/// more than the mode), and a directory gets it as its own default too; without one, the
+/// umask applies. Symlinks take neither.
+async fn inherit_acl(
+    sh: &Rc<Shard>,
+    index: u32,
+    parent: LuFid,
+    ty: ObjType,
+    mode: u32,
+    umask: u32,
+) -> Result<(u32, Vec<(Vec<u8>, Vec<u8>)>), i32> {
+    if ty == ObjType::Symlink {
+        return Ok((mode, Vec::new()));
+    }
+    let Some(default) = stored_acl(sh, index, parent, XATTR_NAME_ACL_DEFAULT).await? else {
+        return Ok((mode & !(umask & 0o777), Vec::new()));
+    };
+    let mut access = default.clone();
+    let (mode, equiv) = access.create_masq(mode);
+    let mut xattrs = Vec::new();
+    if !equiv {
+        xattrs.push((XATTR_NAME_ACL_ACCESS.as_bytes().to_vec(), access.encode()));
+    }
+    if ty == ObjType::Dir {
+        xattrs.push((XATTR_NAME_ACL_DEFAULT.as_bytes().to_vec(), default.encode()));
+    }
+    Ok((mode, xattrs))
 }
 
 /// What an unlink or rmdir removed.
@@ -338,7 +419,7 @@ pub async fn unlink(
     let held = lock(sh, index, &[(parent, ibits::UPDATE), (child, ibits::FULL)]).await?;
     let r = async {
         let (pa, pty) = getattr(sh, index, parent).await?;
-        check_dir_write(&pa, pty, c)?;
+        check_dir_write(sh, index, parent, (&pa, pty), c).await?;
         // The name may have changed while we waited for the locks.
         match lookup(sh, index, parent, name.to_vec()).await? {
             Some((f, _)) if f == child => {}
@@ -417,7 +498,7 @@ pub async fn link(
     let held = lock(sh, index, &[(parent, ibits::UPDATE), (fid, ibits::UPDATE)]).await?;
     let r = async {
         let (pa, pty) = getattr(sh, index, parent).await?;
-        check_dir_write(&pa, pty, c)?;
+        check_dir_write(sh, index, parent, (&pa, pty), c).await?;
         let (ca, cty) = getattr(sh, index, fid).await?;
         if cty == ObjType::Dir {
             return Err(-libc::EPERM);
@@ -516,9 +597,9 @@ pub async fn rename(
     let held = lock(sh, index, &objs).await?;
     let r = async {
         let (spa, spty) = getattr(sh, index, sp).await?;
-        check_dir_write(&spa, spty, c)?;
+        check_dir_write(sh, index, sp, (&spa, spty), c).await?;
         let (tpa, tpty) = getattr(sh, index, tp).await?;
-        check_dir_write(&tpa, tpty, c)?;
+        check_dir_write(sh, index, tp, (&tpa, tpty), c).await?;
         match lookup(sh, index, sp, sn.to_vec()).await? {
             Some((f, _)) if f == src => {}
             _ => return Err(-libc::ENOENT),
@@ -541,7 +622,7 @@ pub async fn rename(
             if is_ancestor(sh, index, src, tp).await? {
                 return Err(-libc::EINVAL);
             }
-            if !permitted(&sa, c, MAY_WRITE) {
+            if !may(sh, index, src, &sa, c, MAY_WRITE).await? {
                 return Err(-libc::EACCES);
             }
         }
@@ -715,9 +796,22 @@ pub async fn setattr(
     time: Timespec,
 ) -> Result<(Attr, u64), i32> {
     use proto::mdt::attr as sa;
-    let held = lock(sh, index, &[(fid, ibits::UPDATE | ibits::PERM)]).await?;
+    // A chmod rewrites the access ACL too.
+    let bits =
+        ibits::UPDATE | ibits::PERM | if req.valid & sa::MODE != 0 { ibits::XATTR } else { 0 };
+    let held = lock(sh, index, &[(fid, bits)]).await?;
     let r = async {
         let (cur, ty) = getattr(sh, index, fid).await?;
+        // Write permission, asked at most once (the ACL is read only if it could matter).
+        let mut writable = None;
+        let mut may_write = async || -> Result<bool, i32> {
+            if let Some(w) = writable {
+                return Ok(w);
+            }
+            let w = may(sh, index, fid, &cur, c, MAY_WRITE).await?;
+            writable = Some(w);
+            Ok(w)
+        };
         let owner = c.is_root() || c.uid == cur.uid;
         let v = req.valid;
         let mut new = cur;
@@ -761,7 +855,7 @@ pub async fn setattr(
             if ty == ObjType::Dir {
                 return Err(-libc::EISDIR);
             }
-            if !req.from_open && v & sa::FROM_OPEN == 0 && !permitted(&cur, c, MAY_WRITE) {
+            if !req.from_open && v & sa::FROM_OPEN == 0 && !may_write().await? {
                 return Err(-libc::EACCES);
             }
             new.size = req.attr.size;
@@ -778,7 +872,7 @@ pub async fn setattr(
             if explicit && !owner {
                 return Err(-libc::EPERM);
             }
-            if !explicit && !owner && !permitted(&cur, c, MAY_WRITE) {
+            if !explicit && !owner && !may_write().await? {
                 return Err(-libc::EACCES);
             }
             let t = if explicit {
@@ -822,9 +916,21 @@ pub async fn setattr(
             }
             mask = mask | AttrMask::MODE;
         }
+        let mut ops = vec![SubOp::SetAttr { fid, mask, attr: new }];
+        // `mdd_acl_chmod`: the ACL's owner, mask (or group) and other entries follow the mode.
+        if v & sa::MODE != 0
+            && let Some(mut a) = stored_acl(sh, index, fid, XATTR_NAME_ACL_ACCESS).await?
+        {
+            a.chmod(new.mode);
+            ops.push(SubOp::SetXattr {
+                fid,
+                name: XATTR_NAME_ACL_ACCESS.as_bytes().to_vec(),
+                value: a.encode(),
+                mode: XattrMode::Upsert,
+            });
+        }
         let s = shard_of(&fid, sh.n);
-        let a =
-            execute(sh, index, vec![(s, vec![SubOp::SetAttr { fid, mask, attr: new }])]).await?;
+        let a = execute(sh, index, vec![(s, ops)]).await?;
         Ok((new, a.transno))
     }
     .await;
@@ -833,7 +939,8 @@ pub async fn setattr(
 }
 
 /// Sets or removes an xattr with Lustre's namespace rules (`trusted.*` needs root; `user.*`
-/// needs write permission and is refused on special files).
+/// needs write permission and is refused on special files; ACLs need the owner and are
+/// checked, see [`set_acl`]).
 pub async fn setxattr(
     sh: &Rc<Shard>,
     index: u32,
@@ -843,21 +950,41 @@ pub async fn setxattr(
     value: Option<Vec<u8>>,
     mode: XattrMode,
 ) -> Result<u64, i32> {
-    let held = lock(sh, index, &[(fid, ibits::XATTR | ibits::UPDATE)]).await?;
+    let is_acl =
+        name == XATTR_NAME_ACL_ACCESS.as_bytes() || name == XATTR_NAME_ACL_DEFAULT.as_bytes();
+    // An access ACL changes the mode: clients caching permissions must let go.
+    let bits = ibits::XATTR | ibits::UPDATE | if is_acl { ibits::PERM } else { 0 };
+    let held = lock(sh, index, &[(fid, bits)]).await?;
     let r = async {
         let (cur, ty) = getattr(sh, index, fid).await?;
-        check_xattr_access(&cur, ty, c, name, true)?;
-        let op = match value {
-            Some(v) => SubOp::SetXattr { fid, name: name.to_vec(), value: v, mode },
-            None => {
-                if getxattr(sh, index, fid, name.to_vec()).await.is_err() {
+        let acl = acl_for_check(sh, index, fid, &cur, c).await?;
+        check_xattr_access(&cur, ty, c, name, true, acl.as_ref())?;
+        // An empty ACL (no entries) removes it, as the kernel's `posix_acl_from_xattr` reads it.
+        let acl = match (&value, is_acl) {
+            (Some(v), true) => Some(PosixAcl::parse(v).map_err(|e| match e {
+                proto::WireError::Oversize { .. } => -libc::E2BIG,
+                // `posix_acl_from_xattr` (kernel and Lustre's MDT alike).
+                proto::WireError::BadVersion { .. } => -libc::EOPNOTSUPP,
+                _ => -libc::EINVAL,
+            })?)
+            .filter(|a| !a.is_empty()),
+            _ => None,
+        };
+        let exists = async || getxattr(sh, index, fid, name.to_vec()).await.is_ok();
+        let ops = match (value, acl) {
+            (Some(_), Some(a)) => set_acl(fid, (&cur, ty), c, name, a, mode, exists().await)?,
+            (Some(v), None) if !is_acl => {
+                vec![SubOp::SetXattr { fid, name: name.to_vec(), value: v, mode }]
+            }
+            _ => {
+                if !exists().await {
                     return Err(-libc::ENODATA);
                 }
-                SubOp::DelXattr { fid, name: name.to_vec() }
+                vec![SubOp::DelXattr { fid, name: name.to_vec() }]
             }
         };
         let s = shard_of(&fid, sh.n);
-        let a = execute(sh, index, vec![(s, vec![op])]).await?;
+        let a = execute(sh, index, vec![(s, ops)]).await?;
         Ok(a.transno)
     }
     .await;
@@ -865,13 +992,54 @@ pub async fn setxattr(
     r
 }
 
-/// Xattr namespace rules.
+/// The sub-operations of setting a valid, non-empty ACL (`mdd_acl_set`). A default ACL is
+/// for directories only (EACCES elsewhere, as the kernel answers). An access ACL sets the
+/// mode's rwx bits (the group bits from the mask) and is kept only if it says more than the
+/// mode; setgid goes when the caller is not in the file's group (`posix_acl_update_mode`).
+fn set_acl(
+    fid: LuFid,
+    (cur, ty): (&Attr, ObjType),
+    c: &Cred,
+    name: &[u8],
+    acl: PosixAcl,
+    mode: XattrMode,
+    exists: bool,
+) -> Result<Vec<SubOp>, i32> {
+    let set = SubOp::SetXattr { fid, name: name.to_vec(), value: acl.encode(), mode };
+    if name == XATTR_NAME_ACL_DEFAULT.as_bytes() {
+        return if ty == ObjType::Dir { Ok(vec![set]) } else { Err(-libc::EACCES) };
+    }
+    let (mut new_mode, equiv) = acl.equiv_mode(cur.mode);
+    if !c.is_root() && !c.in_group(cur.gid) {
+        new_mode &= !0o2000;
+    }
+    let mut ops = Vec::new();
+    if !equiv {
+        ops.push(set);
+    } else if exists {
+        ops.push(SubOp::DelXattr { fid, name: name.to_vec() });
+    }
+    let mut attr = *cur;
+    attr.mode = new_mode;
+    attr.ctime = now();
+    ops.push(SubOp::SetAttr { fid, mask: AttrMask::MODE | AttrMask::CTIME, attr });
+    Ok(ops)
+}
+
+fn now() -> Timespec {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timespec { sec: i64::try_from(d.as_secs()).unwrap_or(0), nsec: d.subsec_nanos() }
+}
+
+/// Xattr namespace rules; `acl` is the object's access ACL when the permission check of a
+/// `user.*` xattr could consult it ([`acl_for_check`]).
 pub fn check_xattr_access(
     a: &Attr,
     ty: ObjType,
     c: &Cred,
     name: &[u8],
     write: bool,
+    acl: Option<&PosixAcl>,
 ) -> Result<(), i32> {
     if name.starts_with(b"trusted.") || name.starts_with(b"lustre.") {
         if !c.is_root() && write {
@@ -887,7 +1055,7 @@ pub fn check_xattr_access(
             return Err(if write { -libc::EPERM } else { -libc::ENODATA });
         }
         let want = if write { MAY_WRITE } else { MAY_READ };
-        if !permitted(a, c, want) {
+        if !permitted(a, acl, c, want) {
             return Err(-libc::EACCES);
         }
         return Ok(());

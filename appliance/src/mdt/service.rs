@@ -218,6 +218,29 @@ async fn md_payload(
     }
 }
 
+/// The ACL buffer of a reply (`mdt_pack_acl2body`): the object's access ACL, or nothing;
+/// either way `OBD_MD_FLACL` tells the client it has the whole answer. Only for exports that
+/// negotiated `OBD_CONNECT_ACL`.
+async fn acl_payload(
+    sh: &Rc<Shard>,
+    req: &Req<'_>,
+    fid: LuFid,
+    body: &mut MdtBody,
+) -> Result<Vec<u8>, i32> {
+    if req.flags & proto::connect::flags::ACL == 0 {
+        return Ok(Vec::new());
+    }
+    let name = proto::acl::XATTR_NAME_ACL_ACCESS.as_bytes().to_vec();
+    let v = match ops::getxattr(sh, req.target.index, fid, name).await {
+        Ok(v) => v,
+        Err(e) if e == -errno::ENODATA => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    body.mbo_valid = (body.mbo_valid.get() | md::FLACL).into();
+    body.mbo_aclsize = u32::try_from(v.len()).unwrap_or(0).into();
+    Ok(v)
+}
+
 async fn getattr(sh: &Rc<Shard>, req: &Req<'_>, by_name: bool) -> Result<Vec<u8>, i32> {
     let index = req.target.index;
     let m = req.inc.msg().map_err(|_| -errno::EPROTO)?;
@@ -246,10 +269,16 @@ async fn getattr(sh: &Rc<Shard>, req: &Req<'_>, by_name: bool) -> Result<Vec<u8>
         &mut body,
     )
     .await?;
+    let acl = if q.mbo_valid.get() & md::FLACL != 0 {
+        acl_payload(sh, req, fid, &mut body).await?
+    } else {
+        Vec::new()
+    };
     let f = fmt(if by_name { "MDS_GETATTR_NAME" } else { "MDS_GETATTR" })?;
     MsgBuilder::reply(f, &req.inc.body)
         .wire("MDT_BODY", &body)
         .and_then(|x| x.set_sized("MDT_MD", lay))
+        .and_then(|x| x.set_sized("ACL", acl))
         .and_then(|x| x.build())
         .map_err(|_| -errno::EPROTO)
 }
@@ -361,11 +390,14 @@ async fn reint_create(
     let index = req.target.index;
     fid_ok(&r.cr_fid1)?;
     let name = name_of(m.buf(3))?;
-    let mut mode = r.cr_mode.get();
-    let umask = r.cr_umask.get() & 0o777;
-    if req.flags & proto::connect::flags::UMASK != 0 && mode & m::S_IFMT != m::S_IFLNK {
-        mode &= !umask;
-    }
+    let mode = r.cr_mode.get();
+    // The umask is the MDT's to apply (a client with OBD_CONNECT_UMASK leaves it to us): not
+    // to symlinks, and not where a default ACL decides instead.
+    let umask = if req.flags & proto::connect::flags::UMASK != 0 && mode & m::S_IFMT != m::S_IFLNK {
+        r.cr_umask.get() & 0o777
+    } else {
+        0
+    };
     let ty = super::store::obj_type_of(mode).ok_or(-errno::EINVAL)?;
     let mut symlink = Vec::new();
     let mut xattrs = Vec::new();
@@ -389,6 +421,7 @@ async fn reint_create(
     let o = NewObj {
         fid: r.cr_fid2,
         mode,
+        umask,
         rdev: r.cr_rdev.get(),
         symlink,
         xattrs,
@@ -690,10 +723,11 @@ async fn getxattr(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
     let (a, ty) = ops::getattr(sh, index, fid).await?;
     let cred = cred_of(q.mbo_fsuid.get(), q.mbo_fsgid.get(), &[q.mbo_suppgid.get()]);
     let max = q.mbo_eadatasize.get() as usize;
+    let acl = ops::acl_for_check(sh, index, fid, &a, &cred).await?;
     let value = if q.mbo_valid.get() & md::FLXATTRLS != 0 {
         let mut out = Vec::new();
         for n in ops::listxattr(sh, index, fid).await? {
-            if ops::check_xattr_access(&a, ty, &cred, &n, false).is_ok() {
+            if ops::check_xattr_access(&a, ty, &cred, &n, false, acl.as_ref()).is_ok() {
                 out.extend_from_slice(&n);
                 out.push(0);
             }
@@ -701,7 +735,7 @@ async fn getxattr(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
         out
     } else {
         let name = cstr_bytes(m.buf(3).ok_or(-errno::EPROTO)?).to_vec();
-        ops::check_xattr_access(&a, ty, &cred, &name, false)?;
+        ops::check_xattr_access(&a, ty, &cred, &name, false, acl.as_ref())?;
         let internal = if name == b"lustre.lov" { super::store::XATTR_LOV.to_vec() } else { name };
         ops::getxattr(sh, index, fid, internal).await?
     };
@@ -733,7 +767,7 @@ async fn readpage(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
         return Err(-errno::ENOTDIR);
     }
     let cred = cred_of(q.mbo_fsuid.get(), q.mbo_fsgid.get(), &[q.mbo_suppgid.get()]);
-    if !ops::permitted(&a, &cred, ops::MAY_READ) {
+    if !ops::may(sh, index, dirfid, &a, &cred, ops::MAY_READ).await? {
         return Err(-errno::EACCES);
     }
     let npages = bytes / LU_PAGE_SIZE;
@@ -1005,11 +1039,11 @@ fn intent_fail(
     disposition: u64,
     errno: i32,
 ) -> Result<Vec<u8>, i32> {
-    intent_reply(req, f, dlm, None, (disposition, errno), None, Vec::new())
+    intent_reply(req, f, dlm, None, (disposition, errno), None, (Vec::new(), Vec::new()))
 }
 
 /// Builds an intent reply: the lock (or 301 without one), the disposition and status, and the
-/// child's body and layout.
+/// child's body, layout and ACL.
 fn intent_reply(
     req: &Req<'_>,
     f: &str,
@@ -1017,7 +1051,7 @@ fn intent_reply(
     lock: Option<&crate::ldlm::Lock>,
     (disposition, it_status): (u64, i32),
     body: Option<&MdtBody>,
-    md: Vec<u8>,
+    (md, acl): (Vec<u8>, Vec<u8>),
 ) -> Result<Vec<u8>, i32> {
     if it_status != 0 {
         log::debug!(
@@ -1035,7 +1069,11 @@ fn intent_reply(
     b = b.wire("MDT_BODY", &body).map_err(|_| -errno::EPROTO)?;
     for id in ["MDT_MD", "ACL", "NIOBUF_INLINE", "FILE_SECCTX", "FILE_ENCCTX", "DEFAULT_MDT_MD"] {
         if b.format().index_of(Side::Reply, id).is_some() {
-            let v = if id == "MDT_MD" { md.clone() } else { Vec::new() };
+            let v = match id {
+                "MDT_MD" => md.clone(),
+                "ACL" => acl.clone(),
+                _ => Vec::new(),
+            };
             b = b.set_sized(id, v).map_err(|_| -errno::EPROTO)?;
         }
     }
@@ -1066,7 +1104,7 @@ async fn intent_getattr(
         if pty != ObjType::Dir {
             return intent_fail(req, f, dlm, disposition, -errno::ENOTDIR);
         }
-        if !ops::permitted(&pa, &cred, ops::MAY_EXEC) {
+        if !ops::may(sh, index, q.mbo_fid1, &pa, &cred, ops::MAY_EXEC).await? {
             return intent_fail(req, f, dlm, disposition, -errno::EACCES);
         }
         let name = match check_name(m.buf(5).unwrap_or_default()) {
@@ -1102,8 +1140,13 @@ async fn intent_getattr(
     )
     .await
     .unwrap_or_default();
+    let acl = if q.mbo_valid.get() & md::FLACL != 0 {
+        acl_payload(sh, req, child, &mut body).await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let lock = grant_client_lock(sh, req, dlm, child).await?;
-    intent_reply(req, f, dlm, Some(&lock), (disposition, 0), Some(&body), lay)
+    intent_reply(req, f, dlm, Some(&lock), (disposition, 0), Some(&body), (lay, acl))
 }
 
 async fn intent_open(
@@ -1143,7 +1186,7 @@ async fn intent_open(
         if pty != ObjType::Dir {
             return intent_fail(req, f, dlm, disposition, -errno::ENOTDIR);
         }
-        if !ops::permitted(&pa, &cred, ops::MAY_EXEC) {
+        if !ops::may(sh, index, parent, &pa, &cred, ops::MAY_EXEC).await? {
             return intent_fail(req, f, dlm, disposition, -errno::EACCES);
         }
         match ops::lookup(sh, index, parent, name.clone()).await? {
@@ -1167,10 +1210,12 @@ async fn intent_open(
                 if fid_ok(&fid).is_err() || fid.seq() < proto::fid::seq::NORMAL {
                     return intent_fail(req, f, dlm, disposition, -errno::EINVAL);
                 }
-                let mut mode = (rec.cr_mode.get() & 0o7777) | m::S_IFREG;
-                if req.flags & proto::connect::flags::UMASK != 0 {
-                    mode &= !(rec.cr_umask.get() & 0o777);
-                }
+                let mode = (rec.cr_mode.get() & 0o7777) | m::S_IFREG;
+                let umask = if req.flags & proto::connect::flags::UMASK != 0 {
+                    rec.cr_umask.get() & 0o777
+                } else {
+                    0
+                };
                 let requested = m.buf(7).filter(|b| !b.is_empty());
                 let striping = match striping_for(sh, index, parent, requested).await {
                     Ok(s) => s,
@@ -1193,7 +1238,7 @@ async fn intent_open(
                 } else {
                     vec![(super::store::XATTR_LOV.to_vec(), lay)]
                 };
-                let o = NewObj { fid, mode, rdev: 0, symlink: Vec::new(), xattrs, time };
+                let o = NewObj { fid, mode, umask, rdev: 0, symlink: Vec::new(), xattrs, time };
                 match ops::create(sh, index, &cred, parent, &name, o).await {
                     Ok(_) => disposition |= disp::OPEN_CREATE,
                     Err(e) => {
@@ -1224,7 +1269,7 @@ async fn intent_open(
         if ty == ObjType::Symlink && flags & of::BY_FID == 0 {
             // Symlinks are followed by the client; opening one is ELOOP with O_NOFOLLOW.
         }
-        if !(ops::permitted(&a, &cred, want) || (cred.is_root() && want & ops::MAY_EXEC == 0)) {
+        if !ops::may(sh, index, child, &a, &cred, want).await? {
             return intent_fail(req, f, dlm, disposition, -errno::EACCES);
         }
         if flags & of::TRUNC != 0 && ty == ObjType::Regular && a.size != 0 {
@@ -1293,8 +1338,10 @@ async fn intent_open(
     body.mbo_valid = (body.mbo_valid.get() | md::FLHANDLE).into();
     let lay =
         md_payload(sh, index, child, ty, md::FLEASIZE, 65536, &mut body).await.unwrap_or_default();
+    // `mdt_finish_open` sends the ACL to every client that negotiated ACLs.
+    let acl = acl_payload(sh, req, child, &mut body).await.unwrap_or_default();
     let lock = grant_client_lock(sh, req, dlm, child).await?;
-    intent_reply(req, f, dlm, Some(&lock), (disposition, 0), Some(&body), lay)
+    intent_reply(req, f, dlm, Some(&lock), (disposition, 0), Some(&body), (lay, acl))
 }
 
 async fn close(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
