@@ -266,6 +266,11 @@ pub fn drop_export(sh: &Rc<Shard>, export: ExportId) -> usize {
             sh.ldlm.with_ns_mut(slot, |ns| ns.cancel_export(export, now, &mut out)).unwrap_or(0);
         process_asts(sh, slot, out);
     }
+    // Callback addresses of the locks that went (queued FLOCK requests hold one until they
+    // are granted).
+    sh.ldlm.targets.borrow_mut().retain(|&c, _| {
+        sh.ldlm.with_ns(cookie_owner(c).1, |ns| ns.lock(c).is_some()).unwrap_or(false)
+    });
     let waiters: Vec<u64> = sh.ldlm.waiters.borrow().keys().copied().collect();
     // Waiting enqueues of the evicted export return (their lock is gone).
     for c in waiters {
