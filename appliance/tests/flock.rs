@@ -405,3 +405,35 @@ fn interrupted_and_deadlocked_waits_end() {
     assert_eq!(b.run("setlk U 0 0"), "ok");
     assert_eq!(a.answer(), "ok");
 }
+
+/// The client library's API without FUSE: a waiting request is granted by completion AST
+/// when the holder's client unmounts (its export's locks go with the disconnect).
+#[test]
+fn a_disconnect_drops_the_clients_locks_and_grants_the_waiter() {
+    use client::{Cred, FlockKind, FlockReq};
+    let dir = TempDir::new("flockapi");
+    let port = free_port();
+    let srv = Server::all_in_one(dir.path(), port);
+    let (c1, c2) = (srv.mount(), srv.mount());
+    let fid = c1.create("/f", 0o644, Vec::new(), Cred::root()).unwrap();
+    let req = |owner, kind| FlockReq { owner, pid: 7, start: 0, end: 99, kind };
+    let r = req(1, FlockKind::Write);
+    c1.run(move |fs| async move { fs.flock_set(fid, r, false).await }).unwrap();
+    let r = req(2, FlockKind::Read);
+    let e = c2.run(move |fs| async move { fs.flock_set(fid, r, false).await }).unwrap_err();
+    assert_eq!(e.errno, libc::EAGAIN);
+    let h = c2.run(move |fs| async move { fs.flock_test(fid, r).await }).unwrap().unwrap();
+    assert_eq!((h.kind, h.start, h.end, h.pid), (FlockKind::Write, 0, 99, 7));
+    let waiter = std::thread::spawn(move || {
+        c2.run(move |fs| async move { fs.flock_set(fid, r, true).await }).map(|()| c2)
+    });
+    std::thread::sleep(STILL_WAITING);
+    assert!(!waiter.is_finished(), "the reader waits for the writer");
+    c1.umount().unwrap();
+    let c2 = waiter.join().unwrap().expect("granted once the holder's client left");
+    let w = req(2, FlockKind::Write);
+    let got = c2.run(move |fs| async move { fs.flock_test(fid, w).await }).unwrap();
+    assert_eq!(got, None, "nobody else holds anything");
+    drop(c2);
+    drop(srv);
+}
