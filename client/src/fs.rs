@@ -177,6 +177,8 @@ pub struct Fs {
     pub pages: RefCell<crate::file::PageCache>,
     /// Object sizes as far as we know them (LVBs, glimpses, our own writes).
     pub object_sizes: RefCell<HashMap<LuFid, u64>>,
+    /// Owners of flock/fcntl locks, for closes (`crate::flock`).
+    pub(crate) flocks: RefCell<crate::flock::FlockTable>,
     /// Ourselves, for the eviction hooks of imports.
     me: RefCell<std::rc::Weak<Fs>>,
 }
@@ -278,6 +280,7 @@ impl Fs {
             osc_states: RefCell::new(HashMap::new()),
             object_sizes: RefCell::new(HashMap::new()),
             pages: RefCell::new(crate::file::PageCache::default()),
+            flocks: RefCell::default(),
             me: RefCell::new(std::rc::Weak::new()),
         });
         *fs.me.borrow_mut() = Rc::downgrade(&fs);

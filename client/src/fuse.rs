@@ -19,6 +19,7 @@
 
 use crate::error::{Error, Result};
 use crate::file::OpenFile;
+use crate::flock::{self, FlockReq};
 use crate::fs::{Cred, Dropped, Fs};
 use crate::lov::Layout;
 use crate::ns::{self, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
@@ -26,8 +27,8 @@ use crate::{Client, Submitter};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use proto::acl;
 use proto::fid::LuFid;
@@ -405,6 +406,10 @@ impl fuser::Filesystem for RustreFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Shared mmap of direct-I/O files (kernels from 6.6); older kernels refuse it.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        // fcntl and flock locks are the MDT's FLOCK locks (flock.rs), seen by every mount.
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_POSIX_LOCKS | fuser::InitFlags::FUSE_FLOCK_LOCKS,
+        );
         let _ = config.set_max_write(1 << 20);
         // READDIRPLUS where the kernel finds it worth it (`ls -l`, not a bare listing).
         let _ = config.add_capabilities(
@@ -834,11 +839,20 @@ impl fuser::Filesystem for RustreFuse {
         _req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // close(2) reports write-back errors, as on a Lustre client.
-        self.empty(move |fs, sh| async move { fs.fsync_file(&sh.file(fh)?).await }, reply);
+        // close(2) reports write-back errors, as on a Lustre client; then the closing
+        // process's POSIX locks on the file go, as after any close.
+        self.empty(
+            move |fs, sh| async move {
+                let f = sh.file(fh)?;
+                let synced = fs.fsync_file(&f).await;
+                fs.flock_close_owner(f.fid, lock_owner.0).await?;
+                synced
+            },
+            reply,
+        );
     }
 
     fn release(
@@ -854,9 +868,11 @@ impl fuser::Filesystem for RustreFuse {
         self.empty(
             move |fs, sh| async move {
                 let f = sh.lock().files.remove(&fh.0);
+                // flock and OFD locks go with the open file.
+                let unlocked = fs.flock_close_open(fh.0).await;
                 match f {
-                    Some(f) => fs.close_file(&f).await,
-                    None => Ok(()),
+                    Some(f) => fs.close_file(&f).await.and(unlocked),
+                    None => unlocked,
                 }
             },
             reply,
@@ -1175,6 +1191,68 @@ impl fuser::Filesystem for RustreFuse {
             },
             reply,
         );
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        reply: ReplyLock,
+    ) {
+        self.go(
+            move |fs, sh| async move {
+                let r = FlockReq::from_fuse(lock_owner.0, start, end, typ, pid)?;
+                fs.flock_test(sh.fid(ino)?, r).await
+            },
+            move |r| match r {
+                Ok(Some(h)) => {
+                    let (s, e) = (h.start.min(flock::OFFSET_MAX), h.end.min(flock::OFFSET_MAX));
+                    reply.locked(s, e, h.kind.fcntl(), h.pid);
+                }
+                Ok(None) => reply.locked(start, end, flock::F_UNLCK, 0),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
+    }
+
+    fn setlk(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let tid = req.pid();
+        let set = move |fs: Rc<Fs>, sh: Arc<Shared>| async move {
+            let r = FlockReq::from_fuse(lock_owner.0, start, end, typ, pid)?;
+            let fid = sh.fid(ino)?;
+            fs.flock_note_open(fh.0, fid, r.owner);
+            fs.flock_set_until(fid, r, sleep, flock::signal_pending(tid)).await
+        };
+        if !sleep {
+            return self.empty(set, reply);
+        }
+        // F_SETLKW waits as long as the lock is held elsewhere: no operation deadline; a
+        // signal to the caller ends the wait (fuser does not pass FUSE_INTERRUPT on).
+        let sh = self.shared.clone();
+        let _ = self.jobs.spawn(move |fs| async move {
+            match set(fs, sh).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod error;
 pub mod file;
+pub mod flock;
 pub mod fs;
 pub mod fuse;
 pub mod ldlm;
@@ -25,6 +26,7 @@ pub mod ns;
 pub mod osc;
 
 pub use error::{Error, Result};
+pub use flock::{FlockHolder, FlockKind, FlockReq};
 pub use fs::{ClientConfig, Cred, Fs, FsStats};
 pub use ns::Entry;
 

@@ -10,7 +10,7 @@ pub mod policy;
 pub mod service;
 
 pub use ns::{
-    Ast, EnqueueReq, Enqueued, ExportId, Glimpsed, LOCAL_EXPORT, LdlmError, Lock, Namespace,
-    NsLimits, NsStats,
+    Ast, EnqueueReq, Enqueued, ExportId, FlockDone, Glimpsed, LOCAL_EXPORT, LdlmError, Lock,
+    Namespace, NsLimits, NsStats,
 };
 pub use policy::LockPolicy;

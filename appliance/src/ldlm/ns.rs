@@ -10,6 +10,9 @@ use proto::fid::LdlmResId;
 use proto::ldlm::{flags, lock_type, mode};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+mod flock;
+pub use flock::FlockDone;
+
 /// Which client a lock belongs to: the service's export id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ExportId(pub u64);
@@ -82,6 +85,15 @@ pub enum Ast {
     Blocking(Lock),
     /// LDLM_CP_CALLBACK: a waiting lock is now granted.
     Completion(Lock),
+    /// LDLM_CP_CALLBACK in mode 0: a waiting FLOCK request ends without a grant, because it
+    /// would wait forever (`deadlock`: `LDLM_FL_FLOCK_DEADLOCK`) or its owner unlocked the
+    /// range it waited for.
+    FlockAborted {
+        /// The request, no longer in the namespace.
+        lock: Lock,
+        /// Ended by deadlock detection.
+        deadlock: bool,
+    },
 }
 
 /// The result of a glimpse enqueue (`ofd_intent_policy`).
@@ -119,6 +131,9 @@ pub enum LdlmError {
     /// The request is inconsistent (mode, type or policy).
     #[error("invalid lock request")]
     Invalid,
+    /// A FLOCK request would wait for an owner that waits for it (`-EDEADLK`).
+    #[error("lock deadlock")]
+    Deadlock,
 }
 
 /// A lock request.
@@ -177,6 +192,9 @@ pub struct Namespace {
     by_remote: HashMap<(ExportId, u64), u64>,
     /// Granted locks by last use, for LRU revocation.
     lru: BTreeMap<(u64, u64), ()>,
+    /// Waiting FLOCK requests and the owner (export, owner cookie) each waits for: the edges
+    /// deadlock detection follows.
+    flock_blocker: HashMap<u64, (ExportId, u64)>,
     stats: NsStats,
 }
 
@@ -194,6 +212,7 @@ impl Namespace {
             resources: HashMap::new(),
             by_remote: HashMap::new(),
             lru: BTreeMap::new(),
+            flock_blocker: HashMap::new(),
             stats: NsStats::default(),
         }
     }
@@ -366,12 +385,12 @@ impl Namespace {
         self.stats.enqueues += 1;
         if !req.mode.is_power_of_two()
             || req.mode & mode::ALL == 0
-            || req.mode == mode::NL && req.policy.lock_type() == lock_type::FLOCK
+            // FLOCK requests follow rules of their own: `enqueue_flock`.
+            || req.policy.lock_type() == lock_type::FLOCK
         {
             return Err(LdlmError::Invalid);
         }
-        if let LockPolicy::Extent { start, end, .. } | LockPolicy::Flock { start, end, .. } =
-            req.policy
+        if let LockPolicy::Extent { start, end, .. } = req.policy
             && start > end
         {
             return Err(LdlmError::Invalid);
@@ -532,7 +551,11 @@ impl Namespace {
 
     fn remove(&mut self, cookie: u64) -> Option<Lock> {
         let l = self.locks.remove(&cookie)?;
-        self.by_remote.remove(&(l.export, l.remote));
+        // Granted FLOCK locks are not indexed (merges and splits leave several per handle).
+        if self.by_remote.get(&(l.export, l.remote)) == Some(&cookie) {
+            self.by_remote.remove(&(l.export, l.remote));
+        }
+        self.flock_blocker.remove(&cookie);
         self.lru.remove(&(l.last_used, cookie));
         if let Some(r) = self.resources.get_mut(&l.res) {
             r.granted.retain(|&c| c != cookie);
@@ -546,6 +569,9 @@ impl Namespace {
 
     /// Grants every waiting lock on `res` that no longer conflicts, in order.
     fn reprocess(&mut self, res: LdlmResId, now: u64, out: &mut Vec<Ast>) {
+        if self.resources.get(&res).is_some_and(|r| r.ltype == lock_type::FLOCK) {
+            return self.reprocess_flock(res, now, out);
+        }
         loop {
             let Some(r) = self.resources.get(&res) else { return };
             let mut grant_now = None;
@@ -680,11 +706,16 @@ impl Namespace {
                     return Err(format!("lock {c:#x} on the wrong list"));
                 }
             }
-            // No two granted locks conflict.
+            // No two granted locks conflict (an owner's FLOCK locks do not even overlap).
             for (i, a) in r.granted.iter().enumerate() {
                 for b in r.granted.iter().skip(i + 1) {
                     let (la, lb) = (&self.locks[a], &self.locks[b]);
-                    if conflicts(la.granted_mode, &la.policy, lb.granted_mode, &lb.policy) {
+                    let clash = if r.ltype == lock_type::FLOCK {
+                        flock::flock_conflict(la, lb)
+                    } else {
+                        conflicts(la.granted_mode, &la.policy, lb.granted_mode, &lb.policy)
+                    };
+                    if clash {
                         return Err(format!("granted locks {a:#x} and {b:#x} conflict"));
                     }
                 }
@@ -695,8 +726,31 @@ impl Namespace {
                 }
             }
         }
-        if self.by_remote.len() != self.locks.len() {
+        for l in self.locks.values() {
+            let listed = self.resources.get(&l.res).is_some_and(|r| {
+                if l.is_granted() {
+                    r.granted.contains(&l.cookie)
+                } else {
+                    r.waiting.contains(&l.cookie)
+                }
+            });
+            if !listed {
+                return Err(format!("lock {:#x} on no list of its resource", l.cookie));
+            }
+        }
+        // Every lock is indexed by its client handle, but granted FLOCK locks.
+        let indexed = self
+            .locks
+            .values()
+            .filter(|l| !(l.is_granted() && l.policy.lock_type() == lock_type::FLOCK))
+            .count();
+        if self.by_remote.len() != indexed
+            || self.by_remote.values().any(|c| !self.locks.contains_key(c))
+        {
             return Err("remote index out of step".into());
+        }
+        if self.flock_blocker.keys().any(|c| self.locks.get(c).is_none_or(Lock::is_granted)) {
+            return Err("deadlock edge of a lock not waiting".into());
         }
         Ok(())
     }

@@ -3,14 +3,14 @@
 //! that do not give locks back.
 
 use super::ns::{
-    Ast, EnqueueReq, Enqueued, ExportId, Glimpsed, LdlmError, Lock, Namespace, NsLimits,
+    Ast, EnqueueReq, Enqueued, ExportId, FlockDone, Glimpsed, LdlmError, Lock, Namespace, NsLimits,
 };
 use crate::shard::Shard;
 use glommio::channels::local_channel::{LocalSender, new_bounded};
 use lnd::ProcessId;
 use proto::build::MsgBuilder;
 use proto::fid::LustreHandle;
-use proto::ldlm::{LdlmLockDesc, LdlmRequest, OstLvb, OstLvbV1};
+use proto::ldlm::{LdlmLockDesc, LdlmRequest, OstLvb, OstLvbV1, flags as lf};
 use proto::opcode::Opcode;
 use proto::portal;
 use proto::wire::Wire;
@@ -175,6 +175,28 @@ async fn enqueue_inner(
         .ok_or(LdlmError::NoSuchLock)
 }
 
+/// Enqueues a FLOCK request on this shard (the MDT's flock and fcntl locks): granted, an
+/// unlock done, a test answered, or queued for a completion AST to `ast` later. Flock holders
+/// get no blocking AST, so only a queued request needs its client's address.
+pub fn flock_enqueue(
+    sh: &Rc<Shard>,
+    slot: NsSlot,
+    req: EnqueueReq,
+    ast: AstTarget,
+) -> Result<FlockDone, LdlmError> {
+    let mut out = Vec::new();
+    let now = sh.now_ms();
+    let r = sh
+        .ldlm
+        .with_ns_mut(slot, |ns| ns.enqueue_flock(req, now, &mut out))
+        .ok_or(LdlmError::Invalid)?;
+    if let Ok(FlockDone::Waiting(l)) = &r {
+        sh.ldlm.targets.borrow_mut().insert(l.cookie, ast);
+    }
+    process_asts(sh, slot, out);
+    r
+}
+
 /// A glimpse enqueue on this shard (`ofd_intent_policy`'s RESCAN): granted at once when
 /// nothing conflicts (the client then holds it like any lock), otherwise no lock and the
 /// locks to glimpse.
@@ -244,6 +266,11 @@ pub fn drop_export(sh: &Rc<Shard>, export: ExportId) -> usize {
             sh.ldlm.with_ns_mut(slot, |ns| ns.cancel_export(export, now, &mut out)).unwrap_or(0);
         process_asts(sh, slot, out);
     }
+    // Callback addresses of the locks that went (queued FLOCK requests hold one until they
+    // are granted).
+    sh.ldlm.targets.borrow_mut().retain(|&c, _| {
+        sh.ldlm.with_ns(cookie_owner(c).1, |ns| ns.lock(c).is_some()).unwrap_or(false)
+    });
     let waiters: Vec<u64> = sh.ldlm.waiters.borrow().keys().copied().collect();
     // Waiting enqueues of the evicted export return (their lock is gone).
     for c in waiters {
@@ -261,12 +288,32 @@ fn process_asts(sh: &Rc<Shard>, slot: NsSlot, out: Vec<Ast>) {
         match ast {
             Ast::Completion(l) => {
                 let w = sh.ldlm.waiters.borrow_mut().remove(&l.cookie);
+                // A granted FLOCK lock is never called back again (and may be merged away).
+                let flock = l.policy.lock_type() == proto::ldlm::lock_type::FLOCK;
+                let t = if flock {
+                    sh.ldlm.targets.borrow_mut().remove(&l.cookie)
+                } else {
+                    sh.ldlm.targets.borrow().get(&l.cookie).copied()
+                };
                 if let Some(tx) = w {
                     let _ = tx.try_send(());
-                } else if let Some(t) = sh.ldlm.targets.borrow().get(&l.cookie).copied() {
+                } else if let Some(t) = t {
                     let sh = sh.clone();
-                    glommio::spawn_local(async move { send_completion(&sh, slot, &l, t).await })
+                    glommio::spawn_local(async move { send_completion(&sh, slot, &l, t, 0).await })
                         .detach();
+                }
+            }
+            Ast::FlockAborted { lock, deadlock } => {
+                // `ldlm_flock_cancel_on_deadlock`: the waiter learns by a completion AST in
+                // mode 0 (with FLOCK_DEADLOCK when it would have waited forever).
+                let t = sh.ldlm.targets.borrow_mut().remove(&lock.cookie);
+                if let Some(t) = t {
+                    let fl = lf::AST_SENT | if deadlock { lf::FLOCK_DEADLOCK } else { 0 };
+                    let sh = sh.clone();
+                    glommio::spawn_local(
+                        async move { send_completion(&sh, slot, &lock, t, fl).await },
+                    )
+                    .detach();
                 }
             }
             Ast::Blocking(l) => {
@@ -340,9 +387,9 @@ async fn send_blocking(sh: &Rc<Shard>, slot: NsSlot, l: &Lock, t: AstTarget) {
     let _ = slot;
 }
 
-async fn send_completion(sh: &Rc<Shard>, slot: NsSlot, l: &Lock, t: AstTarget) {
+async fn send_completion(sh: &Rc<Shard>, slot: NsSlot, l: &Lock, t: AstTarget, lock_flags: u32) {
     let req = LdlmRequest {
-        lock_flags: 0,
+        lock_flags,
         lock_desc: desc_of(l),
         handles: vec![LustreHandle::new(l.remote), LustreHandle::new(l.cookie)],
     };

@@ -11,6 +11,7 @@
 //!   each part with a marker that makes it idempotent, then drops the record; a shard that
 //!   restarts finishes the operations its records name before serving (see [`replay`]).
 
+pub mod flock;
 pub mod layout;
 pub mod ops;
 pub mod service;

@@ -883,6 +883,7 @@ fn ldlm_errno(e: LdlmError) -> i32 {
         LdlmError::TooManyLocks => -errno::ENOMEM,
         LdlmError::NoSuchLock => -errno::ENOENT,
         LdlmError::Invalid => -errno::EINVAL,
+        LdlmError::Deadlock => -libc::EDEADLK,
     }
 }
 
@@ -990,6 +991,9 @@ async fn enqueue_req(sh: &Rc<Shard>, req: &Req<'_>) -> Result<Vec<u8>, i32> {
         let intent =
             LdlmIntent::read(m.buf(2).ok_or(-errno::EPROTO)?).map_err(|_| -errno::EPROTO)?;
         return intent_enqueue(sh, req, &m, &dlm, intent.opc.get()).await;
+    }
+    if dlm.lock_desc.l_resource.lr_type.get() == lock_type::FLOCK {
+        return super::flock::enqueue(sh, req, &dlm).await;
     }
     // A plain IBITS enqueue (e.g. PR UPDATE before readdir).
     if dlm.lock_desc.l_resource.lr_type.get() != lock_type::IBITS {

@@ -144,6 +144,7 @@ fn ldlm_errno(e: LdlmError) -> i32 {
         LdlmError::TooManyLocks => -errno::EINPROGRESS,
         LdlmError::NoSuchLock => -errno::ENOENT,
         LdlmError::Invalid => -errno::EINVAL,
+        LdlmError::Deadlock => -libc::EDEADLK,
     }
 }
 
