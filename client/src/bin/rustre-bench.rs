@@ -478,7 +478,7 @@ impl FioTools {
         let rlfs = exe.with_file_name("rlfs");
         if !rlfs.is_file() {
             return Err(format!(
-                "--only fio needs rlfs beside rustre-bench, and {} is absent \
+                "the fio tests need rlfs beside rustre-bench, and {} is absent \
                  (cargo build --release -p client --bin rlfs)",
                 rlfs.display()
             ));
