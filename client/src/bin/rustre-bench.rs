@@ -230,7 +230,16 @@ fn bench(args: &Args) -> Result<(), String> {
     let fio = want("fio");
     let (lib_read, lib_rw, lib_rr) =
         (want("read") || fio, want("randwrite") || fio, want("randread") || fio);
-    let fio_tools = if fio { Some(FioTools::find()?) } else { None };
+    let fio_tools = match fio.then(FioTools::find) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        // Asked for by name: an error; part of "everything": skipped, and said so.
+        Some(Err(e)) if !args.only.is_empty() => return Err(e),
+        Some(Err(e)) => {
+            eprintln!("rustre-bench: skipping the fio tests: {e}");
+            None
+        }
+    };
     let (server, port) = match &args.mgs {
         Some(_) => (None, args.port.unwrap_or(proto::lnet::ACCEPTOR_PORT)),
         None => {
