@@ -213,6 +213,28 @@ fn a_cached_file_shows_another_clients_overwrite() {
     a.close(fa).unwrap();
 }
 
+/// A write lock granted after waiting for another client's is grown at its grant, and the
+/// completion AST says how far: the client must hold it to that extent, or each next write
+/// beside the first conflicts with its own lock (a blocking AST and a write-back per write).
+#[test]
+fn a_lock_granted_after_waiting_covers_its_grown_extent() {
+    let dir = TempDir::new("data-grow");
+    let srv = Server::all_in_one(dir.path(), free_port());
+    let a = srv.mount();
+    let b = srv.mount();
+    let fa = create(&a, "/grow", 1 << 20, 1);
+    a.write(&fa, 0, vec![b'a'; 4096]).unwrap();
+    a.close(fa).unwrap(); // A keeps its write lock
+    let fb = b.open("/grow", RW, 0, Vec::new(), ROOT).unwrap();
+    b.write(&fb, 0, vec![b'b'; 4096]).unwrap(); // waits for A's lock
+    let before = b.counters().unwrap().blocking_asts;
+    for i in 1..8u64 {
+        b.write(&fb, i << 20, vec![b'b'; 4096]).unwrap();
+    }
+    assert_eq!(b.counters().unwrap().blocking_asts, before, "B's own lock was called back");
+    b.close(fb).unwrap();
+}
+
 #[test]
 fn a_truncating_open_elsewhere_drops_a_cached_copy() {
     let dir = TempDir::new("data-trunc");

@@ -883,7 +883,8 @@ fn callback_status(fs: &Fs, inc: &Incoming) -> std::result::Result<(), i32> {
             let r =
                 LdlmRequest::decode(m.buf(1).ok_or(-libc::EPROTO)?).map_err(|_| -libc::EPROTO)?;
             let lvb = m.buf(2).filter(|b| !b.is_empty()).map(<[u8]>::to_vec);
-            if fs.locks.completed(h, r.lock_desc.l_granted_mode.get(), lvb) {
+            let policy = r.lock_desc.policy().ok();
+            if fs.locks.completed(h, r.lock_desc.l_granted_mode.get(), policy, lvb) {
                 Ok(())
             } else {
                 Err(-libc::EINVAL)

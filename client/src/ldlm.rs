@@ -46,6 +46,8 @@ struct Pending {
     granted: Option<u32>,
     /// The LVB the completion AST carried.
     lvb: Option<Vec<u8>>,
+    /// The policy the completion AST granted (an extent grows when it is granted).
+    policy: Option<Policy>,
     /// A blocking AST came: give the lock back as soon as the enqueue is done with it.
     blocked: bool,
 }
@@ -57,6 +59,9 @@ pub struct Completion {
     pub mode: u32,
     /// The LVB it carried (`DLM_LVB`), if any.
     pub lvb: Option<Vec<u8>>,
+    /// The granted policy it carried: a waiting extent lock is grown when it is granted, so
+    /// this can be wider than the enqueue reply's (`ldlm_handle_cp_callback` takes it).
+    pub policy: Option<Policy>,
 }
 
 /// The lock table.
@@ -129,11 +134,18 @@ impl ClientLdlm {
     pub fn expect_completion(&self, handle: u64) {
         self.pending.borrow_mut().insert(handle, Pending::default());
     }
-    /// A completion AST for `handle` granted `mode` (with `lvb`); false if no such enqueue
-    /// or lock.
-    pub fn completed(&self, handle: u64, mode: u32, lvb: Option<Vec<u8>>) -> bool {
+    /// A completion AST for `handle` granted `mode` and `policy` (with `lvb`); false if no
+    /// such enqueue or lock.
+    pub fn completed(
+        &self,
+        handle: u64,
+        mode: u32,
+        policy: Option<Policy>,
+        lvb: Option<Vec<u8>>,
+    ) -> bool {
         if let Some(p) = self.pending.borrow_mut().get_mut(&handle) {
             p.granted = Some(mode);
+            p.policy = policy;
             p.lvb = lvb;
             return true;
         }
@@ -153,11 +165,9 @@ impl ClientLdlm {
     ) -> Option<Completion> {
         let start = Instant::now();
         loop {
-            let got = self
-                .pending
-                .borrow()
-                .get(&handle)
-                .and_then(|p| p.granted.map(|mode| Completion { mode, lvb: p.lvb.clone() }));
+            let got = self.pending.borrow().get(&handle).and_then(|p| {
+                p.granted.map(|mode| Completion { mode, lvb: p.lvb.clone(), policy: p.policy })
+            });
             if got.is_some() {
                 return got;
             }

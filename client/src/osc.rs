@@ -172,6 +172,7 @@ impl Fs {
         let mut granted_mode = r.lock_desc.l_granted_mode.get();
         let blocked = r.lock_flags.get() & lf::BLOCKED_MASK != 0;
         let mut cp_lvb = false;
+        let mut policy = r.lock_desc.policy().ok();
         if blocked {
             let Some(c) = self.locks.wait_completion(handle, crate::fs::COMPLETION_TIMEOUT).await
             else {
@@ -179,14 +180,17 @@ impl Fs {
                 return Err(Error::new(libc::ETIMEDOUT).ctx("waiting for an extent lock"));
             };
             granted_mode = c.mode;
+            // Granted after waiting: the extent may have grown meanwhile. Keeping the
+            // request's would make the next write beside it conflict with our own lock.
+            policy = c.policy.or(policy);
             // The completion AST carries the LVB as of the grant (ldlm_handle_cp_callback).
             if let Some(v) = c.lvb.as_deref().and_then(|b| OstLvb::read(b).ok()) {
                 lvb = v;
                 cp_lvb = true;
             }
         }
-        let ext = match r.lock_desc.policy() {
-            Ok(Policy::Extent(e)) => e,
+        let ext = match policy {
+            Some(Policy::Extent(e)) => e,
             _ => want,
         };
         self.locks.insert(ClientLock {
