@@ -502,7 +502,13 @@ impl Fs {
                 (connect::cksum::CRC32C | connect::cksum::ADLER | connect::cksum::CRC32).into();
             d.ocd_grant = (32u32 << 20).into();
             match imp.connect(d).await {
-                Ok(_) => {
+                Ok(got) => {
+                    // The grant the OST gave at connect is ours to write into at once
+                    // (osc_init_grant), rather than writing synchronously until a BRW brings some.
+                    if got.flags() & ocf::GRANT != 0 {
+                        let g = u64::from(got.ocd_grant.get());
+                        self.osc_state(*index).avail_grant.set(g);
+                    }
                     self.watch_evictions(&imp, Tgt::Osc(*index));
                     self.oscs.borrow_mut().push((*index, imp));
                 }
