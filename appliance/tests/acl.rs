@@ -7,77 +7,27 @@
 
 mod common;
 
-use common::{Server, TempDir, free_port, rustre};
+use common::mount::{Mount, can_mount};
+use common::{Server, TempDir, free_port};
 use std::ffi::CString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-
-/// The rlfs binary beside rustre, brought up to date once per test process (as in fuse.rs).
-fn rlfs_bin() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "client", "--bin", "rlfs"]);
-        if cfg!(not(debug_assertions)) {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("cargo build rlfs");
-        assert!(st.success());
-    });
-    PathBuf::from(rustre()).with_file_name("rlfs")
-}
 
 /// Mounts as root, /dev/fuse, and the acl tools (ci/setup installs them).
 fn can_run() -> bool {
+    if !can_mount() {
+        return false;
+    }
     let tools = Command::new("setfacl").arg("--version").output().is_ok_and(|o| o.status.success());
-    if nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists() && tools {
-        return true;
-    }
     assert!(
-        std::env::var_os("RUSTRE_REQUIRE_FUSE").is_none(),
-        "ACL tests need root, /dev/fuse and setfacl (apt-get install acl)"
+        tools || std::env::var_os("RUSTRE_REQUIRE_FUSE").is_none(),
+        "ACL tests need setfacl (apt-get install acl)"
     );
-    eprintln!("skipped: ACL tests need root, /dev/fuse and setfacl");
-    false
-}
-
-/// An `rlfs mount -o allow_other` (other users must reach it), unmounted on drop.
-struct Mount {
-    dir: PathBuf,
-}
-
-impl Mount {
-    fn new(port: u16, dir: &Path) -> Mount {
-        std::fs::create_dir_all(dir).unwrap();
-        let o = Command::new(rlfs_bin())
-            .args(["--port", &port.to_string(), "mount", "127.0.0.1@tcp:/rustre"])
-            .arg(dir)
-            .args(["-o", "allow_other", "--log"])
-            .arg(dir.with_extension("log"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "rlfs mount: {}", String::from_utf8_lossy(&o.stderr));
-        Mount { dir: dir.to_path_buf() }
+    if !tools {
+        eprintln!("skipped: ACL tests need setfacl");
     }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.join(p)
-    }
-
-    fn p(&self, p: &str) -> String {
-        self.path(p).display().to_string()
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new(rlfs_bin()).arg("umount").arg(&self.dir).status();
-        if !ok.is_ok_and(|s| s.success()) {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
+    tools
 }
 
 const NOBODY: u32 = 65534;
@@ -159,7 +109,7 @@ fn named_entries_and_the_mask_decide_access() {
     let dir = TempDir::new("acl");
     let port = free_port();
     let srv = Server::all_in_one(dir.path(), port);
-    let m = Mount::new(port, &dir.path().join("mnt"));
+    let m = Mount::new(port, &dir.path().join("mnt"), "allow_other");
     let f = m.p("f");
     std::fs::write(&f, b"secret\n").unwrap();
     std::fs::set_permissions(&f, PermissionsExt::from_mode(0o600)).unwrap();
@@ -240,7 +190,7 @@ fn default_acls_are_inherited_by_new_files_and_directories() {
     let dir = TempDir::new("acldef");
     let port = free_port();
     let srv = Server::all_in_one(dir.path(), port);
-    let m = Mount::new(port, &dir.path().join("mnt"));
+    let m = Mount::new(port, &dir.path().join("mnt"), "allow_other");
     let d = m.p("d");
     std::fs::create_dir(&d).unwrap();
     std::fs::set_permissions(&d, PermissionsExt::from_mode(0o755)).unwrap();
@@ -309,7 +259,7 @@ fn malformed_acls_are_refused_and_acls_survive_a_restart() {
     let dir = TempDir::new("aclbad");
     let port = free_port();
     let mut srv = Server::all_in_one(dir.path(), port);
-    let m = Mount::new(port, &dir.path().join("mnt"));
+    let m = Mount::new(port, &dir.path().join("mnt"), "allow_other");
     let f = m.path("f");
     std::fs::write(&f, b"x").unwrap();
     std::fs::set_permissions(&f, PermissionsExt::from_mode(0o644)).unwrap();
@@ -355,7 +305,7 @@ fn malformed_acls_are_refused_and_acls_survive_a_restart() {
     drop(m);
     srv.stop();
     srv.restart();
-    let m = Mount::new(port, &dir.path().join("mnt"));
+    let m = Mount::new(port, &dir.path().join("mnt"), "allow_other");
     assert_eq!((getfacl(&m.p("f")), getfacl(&m.p("d"))), before);
     assert!(nobody(&format!("cat {} >/dev/null", m.p("f"))));
     drop(m);

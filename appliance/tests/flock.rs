@@ -9,80 +9,13 @@
 
 mod common;
 
-use common::{Server, TempDir, free_port, rustre};
+use common::mount::{Mount, can_mount};
+use common::{Server, TempDir, free_port};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
-
-/// The rlfs binary beside rustre, brought up to date once per test process (as tests/fuse.rs).
-fn rlfs_bin() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "client", "--bin", "rlfs"]);
-        if cfg!(not(debug_assertions)) {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("cargo build rlfs");
-        assert!(st.success());
-    });
-    PathBuf::from(rustre()).with_file_name("rlfs")
-}
-
-/// FUSE mounts need root here (/dev/fuse is root-only); CI runs as root.
-fn can_mount() -> bool {
-    if nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists() {
-        return true;
-    }
-    assert!(std::env::var_os("RUSTRE_REQUIRE_FUSE").is_none(), "FUSE tests need root");
-    eprintln!("skipped: FUSE mounts need root and /dev/fuse");
-    false
-}
-
-/// A mount by its own `rlfs mount` process, unmounted on drop.
-struct Mount {
-    dir: PathBuf,
-}
-
-impl Mount {
-    fn new(port: u16, dir: &Path) -> Mount {
-        std::fs::create_dir_all(dir).unwrap();
-        let o = Command::new(rlfs_bin())
-            .args(["--port", &port.to_string(), "mount", "127.0.0.1@tcp:/rustre"])
-            .arg(dir)
-            .arg("--log")
-            .arg(dir.with_extension("log"))
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "rlfs mount failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        Mount { dir: dir.to_path_buf() }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.join(p)
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new(rlfs_bin())
-            .arg("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
 
 /// A process that opens a file and takes, tests and drops locks on it as told, one command
 /// per line, one answer per line: `ok`, `err ERRNO-NAME`, or for `getlk` `U` / `R|W START
@@ -249,8 +182,8 @@ fn setup(tag: &str) -> Setup {
     let dir = TempDir::new(tag);
     let port = free_port();
     let srv = Server::all_in_one(dir.path(), port);
-    let a = Mount::new(port, &dir.path().join("a"));
-    let b = Mount::new(port, &dir.path().join("b"));
+    let a = Mount::new(port, &dir.path().join("a"), "");
+    let b = Mount::new(port, &dir.path().join("b"), "");
     std::fs::write(a.path("f"), vec![b'x'; 200]).unwrap();
     Setup { a, b, _srv: srv, _dir: dir }
 }

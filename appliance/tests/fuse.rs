@@ -7,88 +7,13 @@
 
 mod common;
 
-use common::{Server, TempDir, free_port, rustre};
+use common::mount::{Mount, can_mount, rlfs, rlfs_bin};
+use common::{Server, TempDir, free_port};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The rlfs binary beside rustre, brought up to date once per test process: `cargo nextest
-/// run -p appliance` builds only this package's binaries, and a stale rlfs tests old code.
-fn rlfs_bin() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "client", "--bin", "rlfs"]);
-        if cfg!(not(debug_assertions)) {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("cargo build rlfs");
-        assert!(st.success());
-    });
-    PathBuf::from(rustre()).with_file_name("rlfs")
-}
-
-/// FUSE mounts need root here (/dev/fuse is root-only); CI runs as root.
-fn can_mount() -> bool {
-    if nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists() {
-        return true;
-    }
-    assert!(std::env::var_os("RUSTRE_REQUIRE_FUSE").is_none(), "FUSE tests need root");
-    eprintln!("skipped: FUSE mounts need root and /dev/fuse");
-    false
-}
-
-/// A mount by its own `rlfs mount` process; unmounted (lazily if need be) on drop, so a
-/// failing test never leaves a mount behind.
-struct Mount {
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Mount {
-    fn new(port: u16, dir: &Path, opts: &str) -> Mount {
-        std::fs::create_dir_all(dir).unwrap();
-        let log = dir.with_extension("log");
-        let o = Command::new(rlfs_bin())
-            .args(["--port", &port.to_string(), "mount", "127.0.0.1@tcp:/rustre"])
-            .arg(dir)
-            .args(["-o", opts, "--log"])
-            .arg(&log)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "rlfs mount failed: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        Mount { dir: dir.to_path_buf(), log }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.join(p)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let ok = Command::new(rlfs_bin())
-            .arg("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
 
 #[test]
 fn two_mounts_in_two_processes_see_each_other() {
@@ -359,12 +284,7 @@ fn posix_surface_through_the_mount() {
     drop(f);
     assert_eq!(std::fs::read(m.path("big")).unwrap(), data);
     // lfs commands on paths inside the mount.
-    let rlfs = |args: &[&str]| {
-        let o = Command::new(rlfs_bin()).args(["--port", &port.to_string()]).args(args).output();
-        let o = o.unwrap();
-        assert!(o.status.success(), "rlfs {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let rlfs = |args: &[&str]| rlfs(port, args);
     let striped = m.path("striped");
     rlfs(&["setstripe", "-c", "2", striped.to_str().unwrap()]);
     std::fs::write(&striped, vec![7u8; 3 << 20]).unwrap();
@@ -567,12 +487,7 @@ fn mmap_direct_io_and_the_layout_xattr() {
     assert_eq!(std::fs::metadata(m.path("direct")).unwrap().len(), 1 << 20);
     // lustre.lov: a layout V1 with the stripe offset left to the MDT; listed; copied onto a
     // file without objects; set in vain on one that has them; trusted.lma ignored.
-    let rlfs = |args: &[&str]| {
-        let o = Command::new(rlfs_bin()).args(["--port", &port.to_string()]).args(args).output();
-        let o = o.unwrap();
-        assert!(o.status.success(), "rlfs {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let rlfs = |args: &[&str]| rlfs(port, args);
     let striped = m.path("striped");
     rlfs(&["setstripe", "-c", "2", "-S", "2M", striped.to_str().unwrap()]);
     let lov = xattr_get(&striped, "lustre.lov").unwrap();

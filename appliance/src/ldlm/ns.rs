@@ -70,6 +70,24 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// A lock as `req` asks for it, not granted yet.
+    fn requested(cookie: u64, req: &EnqueueReq, now: u64) -> Lock {
+        Lock {
+            cookie,
+            remote: req.remote,
+            export: req.export,
+            res: req.res,
+            req_mode: req.mode,
+            granted_mode: 0,
+            policy: req.policy,
+            req_policy: req.policy,
+            req_flags: req.flags,
+            bl_ast_at: None,
+            bl_flags: 0,
+            last_used: now,
+        }
+    }
+
     /// Whether the lock is granted.
     #[must_use]
     pub fn is_granted(&self) -> bool {
@@ -432,23 +450,7 @@ impl Namespace {
             return Err(LdlmError::WouldBlock);
         }
         let cookie = self.alloc_cookie();
-        self.locks.insert(
-            cookie,
-            Lock {
-                cookie,
-                remote: req.remote,
-                export: req.export,
-                res: req.res,
-                req_mode: req.mode,
-                granted_mode: 0,
-                policy: req.policy,
-                req_policy: req.policy,
-                req_flags: req.flags,
-                bl_ast_at: None,
-                bl_flags: 0,
-                last_used: now,
-            },
-        );
+        self.locks.insert(cookie, Lock::requested(cookie, &req, now));
         self.by_remote.insert((req.export, req.remote), cookie);
         let result = if blocked {
             self.stats.blocked += 1;

@@ -7,6 +7,8 @@
     reason = "test harness: a failure is a test failure"
 )]
 
+pub mod mount;
+
 use client::{Client, ClientConfig};
 use std::io::Read;
 use std::path::{Path, PathBuf};

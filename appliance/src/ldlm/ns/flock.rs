@@ -117,20 +117,7 @@ impl Namespace {
             }
         }
         let cookie = self.alloc_cookie();
-        let lock = Lock {
-            cookie,
-            remote: req.remote,
-            export: req.export,
-            res: req.res,
-            req_mode: req.mode,
-            granted_mode: 0,
-            policy: req.policy,
-            req_policy: req.policy,
-            req_flags: req.flags,
-            bl_ast_at: None,
-            bl_flags: 0,
-            last_used: now,
-        };
+        let lock = Lock::requested(cookie, &req, now);
         let blocker = if req.mode == mode::NL {
             None
         } else {
