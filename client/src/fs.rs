@@ -641,12 +641,6 @@ impl Fs {
         self.cache.borrow().dentries.contains_key(&(parent, name.to_vec()))
     }
 
-    /// Whether the attributes of `fid` are cached under a lock now.
-    #[must_use]
-    pub fn attr_cached(&self, fid: LuFid) -> bool {
-        self.cache.borrow().attrs.contains_key(&fid)
-    }
-
     /// The attributes of `fid` if a lock protects them now.
     #[must_use]
     pub fn cached_attr(&self, fid: LuFid) -> Option<MdtBody> {

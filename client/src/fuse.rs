@@ -57,7 +57,7 @@ const CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// The attribute lifetime of `a` (of `fid`) as the client's caches stand now.
 fn attr_ttl(fs: &Fs, fid: LuFid, a: &FileAttr) -> Duration {
-    if a.kind != FileType::RegularFile && fs.attr_cached(fid) { CACHE_TTL } else { TTL }
+    if a.kind != FileType::RegularFile && fs.cached_attr(fid).is_some() { CACHE_TTL } else { TTL }
 }
 
 /// Entries of one READDIRPLUS looked up (a 4 KiB reply holds about twenty).
@@ -1404,6 +1404,7 @@ fn invalidator(
                         })
                         .map(|f| ino(f.fid))
                         .collect();
+                    files.sort_unstable();
                     files.dedup();
                     files.into_iter().map(Inval::Data).collect()
                 }

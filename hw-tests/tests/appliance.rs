@@ -8,7 +8,7 @@ use hw_tests::{
     ADMIN_TOKEN, Boot, Image, Netns, READ_TOKEN, Scratch, Vm, cmdline, host_bin, http_get,
     initrd_with_config, pattern, run_in,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Boot to the REPL prompt, formatting included, under TCG on a busy 2-core machine.
@@ -91,6 +91,20 @@ fn uefi_image_boots_serves_console_and_powers_off() {
     shutdown(&mut vm);
 }
 
+/// The fast boot of tests 2 and 3: file system `hwfs` with its MGS in memory, the MDT and the
+/// OST on two NVMe disks (256 and 512 MiB, made in `s`), the NIC at 10.77.0.10.
+fn nvme_pair(img: &Image, s: &Scratch) -> (Boot, [PathBuf; 2]) {
+    let cfg = config(
+        "hwfs",
+        "",
+        &[("mgs", 0, "mem"), ("mdt", 0, "dev:/dev/nvme0n1"), ("ost", 0, "dev:/dev/nvme1n1")],
+    );
+    let initrd = initrd_with_config(img, &s.dir, "initrd", &cfg).unwrap();
+    let boot =
+        Boot::Direct { vmlinux: img.vmlinux.clone(), initrd, cmdline: cmdline("10.77.0.10") };
+    (boot, [s.disk("mdt", 256).unwrap(), s.disk("ost", 512).unwrap()])
+}
+
 /// 2. Fast boot with an MDT and an OST on NVMe and a NIC on the test's network: a 64 MiB file
 ///    goes in and out byte-exact, get_param answers over HTTP, the web page is served.
 #[test]
@@ -100,15 +114,7 @@ fn fast_boot_copy_in_out_and_http() {
     let s = Scratch::new("fast").unwrap();
     let mut ns = Netns::new("rustre-hw2").unwrap();
     let tap = ns.tap().unwrap();
-    let cfg = config(
-        "hwfs",
-        "",
-        &[("mgs", 0, "mem"), ("mdt", 0, "dev:/dev/nvme0n1"), ("ost", 0, "dev:/dev/nvme1n1")],
-    );
-    let initrd = initrd_with_config(&img, &s.dir, "initrd", &cfg).unwrap();
-    let boot_cfg =
-        Boot::Direct { vmlinux: img.vmlinux.clone(), initrd, cmdline: cmdline("10.77.0.10") };
-    let disks = [s.disk("mdt", 256).unwrap(), s.disk("ost", 512).unwrap()];
+    let (boot_cfg, disks) = nvme_pair(&img, &s);
     let refs: Vec<&Path> = disks.iter().map(|p| p.as_path()).collect();
     let mut vm = Vm::start("fast", &boot_cfg, &refs, Some((&tap, 10)), Some(&ns)).unwrap();
     boot(&mut vm, "hwfs");
@@ -150,15 +156,7 @@ fn power_cut_keeps_acknowledged_writes() {
     let s = Scratch::new("powercut").unwrap();
     let mut ns = Netns::new("rustre-hw3").unwrap();
     let tap = ns.tap().unwrap();
-    let cfg = config(
-        "hwfs",
-        "",
-        &[("mgs", 0, "mem"), ("mdt", 0, "dev:/dev/nvme0n1"), ("ost", 0, "dev:/dev/nvme1n1")],
-    );
-    let initrd = initrd_with_config(&img, &s.dir, "initrd", &cfg).unwrap();
-    let boot_cfg =
-        Boot::Direct { vmlinux: img.vmlinux.clone(), initrd, cmdline: cmdline("10.77.0.10") };
-    let disks = [s.disk("mdt", 256).unwrap(), s.disk("ost", 512).unwrap()];
+    let (boot_cfg, disks) = nvme_pair(&img, &s);
     let refs: Vec<&Path> = disks.iter().map(|p| p.as_path()).collect();
     let mut vm = Vm::start("powercut-1", &boot_cfg, &refs, Some((&tap, 10)), Some(&ns)).unwrap();
     boot(&mut vm, "hwfs");
